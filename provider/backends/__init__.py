@@ -1,0 +1,36 @@
+"""Backends, found through the ``atoll.backends`` entry-point group."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from provider.backends.base import Backend, Capability, CloneResult, SnapshotLayout, SnapshotResult
+from provider.config import StoreConfig
+from provider.errors import BadConfiguration
+from provider.utils import process
+
+__all__ = ["Backend", "Capability", "CloneResult", "SnapshotLayout", "SnapshotResult", "load_backend"]
+
+
+def backend_class(name: str) -> type[Backend]:
+    found = entry_points(group="atoll.backends", name=name)
+    for ep in found:
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise BadConfiguration(reason=f"backend entry point {name!r} is not a Backend")
+        return cls
+    known = sorted(ep.name for ep in entry_points(group="atoll.backends"))
+    raise BadConfiguration(reason=f"unknown backend {name!r} (installed: {', '.join(known) or 'none'})")
+
+
+def load_backend(name: str, config: StoreConfig, run: process.Runner = process.run) -> Backend:
+    return backend_class(name)(config, run=run)
+
+
+def pick_local(config: StoreConfig) -> str:
+    """``local`` store: reflink where the store directory supports it, else qcow2."""
+    from provider.backends.reflink import supports_reflink
+
+    data = config.path / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    return "reflink" if supports_reflink(data) else "qcow2"

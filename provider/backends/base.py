@@ -1,0 +1,154 @@
+"""The Backend interface every store implements, with capability flags.
+
+A backend stores bytes and knows nothing of objects, images or volumes: the catalog maps resources to
+backend *locators* (a file name, an RBD image spec) and the services decide what a resource is.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from provider.config import StoreConfig
+from provider.errors import CapabilityNotSupported
+from provider.utils import process
+
+
+class Capability(enum.IntFlag):
+    CLONE = enum.auto()  # thin clone of a read-only resource
+    SNAPSHOT = enum.auto()  # read-only point-in-time copy of a volume, without copying data
+    GROW = enum.auto()
+    THIN = enum.auto()  # unwritten ranges take no space
+    REFLINK = enum.auto()  # clone/snapshot share extents in the filesystem: no dependency chain
+    SHARED = enum.auto()  # visible from several nodes
+
+
+class SnapshotLayout(enum.Enum):
+    """How a snapshot relates physically to the volume it was taken from."""
+
+    FREEZE_TOP = "freeze_top"  # the volume's top layer became the snapshot; the volume got a new top
+    INDEPENDENT = "independent"  # the snapshot shares extents but depends on nothing (reflink)
+    INTERNAL = "internal"  # the snapshot lives inside the volume's backend object (RBD snapshot)
+
+
+@dataclass(frozen=True)
+class CloneResult:
+    depends_on_source: bool
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    snapshot_locator: str
+    volume_locator: str
+    snapshot_format: str
+    layout: SnapshotLayout
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    size: int
+    sha256: str
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires(capability: Capability, operation: str) -> Callable[[F], F]:
+    """Refuse ``operation`` with CapabilityNotSupported when the backend lacks ``capability``."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(self: Backend, *args: Any, **kwargs: Any) -> Any:
+            if not self.capabilities & capability:
+                raise CapabilityNotSupported(backend=self.name, operation=operation)
+            return fn(self, *args, **kwargs)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+class Backend(abc.ABC):
+    """A store of raw or qcow2 disks addressed by locator.
+
+    Locators are chosen by the caller through :meth:`new_locator` *before* anything is written, so a
+    crash can always be cleaned up: the catalog records the locator first, then the backend creates it.
+    """
+
+    name = "abstract"
+    capabilities = Capability(0)
+    snapshot_layout = SnapshotLayout.INDEPENDENT
+
+    def __init__(self, config: StoreConfig, run: process.Runner = process.run) -> None:
+        self.config = config
+        self.run = run
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Verify the backend can work (tools, directories, filesystem features).
+
+        :raises BadConfiguration: with the reason when it cannot.
+        """
+
+    @abc.abstractmethod
+    def new_locator(self, resource_id: str, mode: str) -> str:
+        """Return the locator a new resource with ``resource_id`` will live at (nothing is created)."""
+
+    @abc.abstractmethod
+    def import_stream(
+        self, locator: str, stream: IO[bytes], progress: Callable[[int], None] | None = None
+    ) -> ImportResult:
+        """Write ``stream`` as a new read-only raw disk at ``locator`` (sparse, fsynced, then immutable).
+
+        :returns: the byte size and sha256 of what was written.
+        :raises StorageFull: when the store runs out of space (the partial object is removed).
+        """
+
+    @abc.abstractmethod
+    def export_stream(self, locator: str, disk_format: str, out: IO[bytes]) -> None:
+        """Write the disk at ``locator`` to ``out`` as raw bytes (chains are flattened on the fly)."""
+
+    @abc.abstractmethod
+    def create_empty(self, locator: str, size: int) -> str:
+        """Create an empty read-write disk of ``size`` bytes; return its disk format."""
+
+    @abc.abstractmethod
+    def clone(self, source: str, source_format: str, locator: str, size: int) -> CloneResult:
+        """Create a read-write thin clone of the read-only ``source`` at ``locator``, ``size`` bytes
+        (at least the source's size). No data is copied."""
+
+    @abc.abstractmethod
+    def snapshot(self, volume: str, new_locator: str) -> SnapshotResult:
+        """Freeze the volume's current content as a read-only resource without copying data.
+
+        ``new_locator`` is the one new backend object the operation may create (a new top layer for
+        the volume, or the snapshot itself); the result says which locator is which.
+        """
+
+    @abc.abstractmethod
+    def grow(self, locator: str, size: int) -> None:
+        """Grow the read-write disk at ``locator`` to ``size`` bytes (offline)."""
+
+    @abc.abstractmethod
+    def remove(self, locator: str) -> None:
+        """Physically remove the backend object; removing a missing one is not an error."""
+
+    @abc.abstractmethod
+    def exists(self, locator: str) -> bool: ...
+
+    @abc.abstractmethod
+    def allocated_bytes(self, locator: str) -> int:
+        """Bytes the backend object itself occupies (not counting what it shares)."""
+
+    @abc.abstractmethod
+    def list_locators(self) -> Iterable[str]:
+        """Every backend object the store holds (fsck compares this with the catalog)."""
+
+    def path(self, locator: str) -> Path:
+        """The local file behind ``locator``, for backends that have one."""
+        raise CapabilityNotSupported(backend=self.name, operation="give a local file path")

@@ -1,0 +1,117 @@
+"""Catalog connection handling: engine set-up, write transactions that serialize, migrations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, event, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from provider.catalog import schema
+from provider.errors import CatalogError
+
+LOG = logging.getLogger(__name__)
+
+
+def _make_engine(url: str, busy_timeout: float) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": busy_timeout, "isolation_level": None})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # Writers take the lock up front: no deadlock when two readers both try to upgrade.
+            mode = "IMMEDIATE" if conn.get_execution_options().get("atoll_write") else "DEFERRED"
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Catalog:
+    """Thin wrapper over an SQLAlchemy engine: ``read()`` and ``write()`` transactions, ``migrate()``."""
+
+    def __init__(self, url: str, busy_timeout: float = 60.0) -> None:
+        self.url = url
+        try:
+            self.engine = _make_engine(url, busy_timeout)
+        except (SQLAlchemyError, ImportError) as e:
+            raise CatalogError(reason=f"cannot open {url}: {e}") from e
+        self.is_sqlite = url.startswith("sqlite")
+
+    @contextmanager
+    def _txn(self, write: bool) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(atoll_write=write)
+                with conn.begin():
+                    if write and not self.is_sqlite:
+                        # One writer at a time on PostgreSQL too: names and dependents stay consistent.
+                        conn.execute(text("SELECT pg_advisory_xact_lock(7321)"))
+                    yield conn
+        except OperationalError as e:
+            raise CatalogError(reason=str(e.orig) if e.orig else str(e)) from e
+
+    def read(self) -> Any:
+        return self._txn(write=False)
+
+    def write(self) -> Any:
+        return self._txn(write=True)
+
+    def version(self) -> int:
+        with self.read() as conn:
+            if not self.engine.dialect.has_table(conn, "atoll_meta"):
+                return 0
+            row = conn.execute(
+                select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
+            ).first()
+            return int(row[0]) if row else 0
+
+    def migrate(self) -> int:
+        """Bring the schema up to date (idempotent, safe under concurrency); return the version."""
+        with self.write() as conn:
+            current = 0
+            if self.engine.dialect.has_table(conn, "atoll_meta"):
+                row = conn.execute(
+                    select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
+                ).first()
+                current = int(row[0]) if row else 0
+            if current > schema.SCHEMA_VERSION:
+                raise CatalogError(
+                    reason=f"catalog schema {current} is newer than this Atoll ({schema.SCHEMA_VERSION})"
+                )
+            for version in range(current + 1, schema.SCHEMA_VERSION + 1):
+                LOG.info("migrating catalog to schema %d", version)
+                for statement in schema.MIGRATIONS[version - 1]:
+                    conn.exec_driver_sql(statement)
+                if version == 1:
+                    conn.execute(schema.meta.insert().values(key="schema_version", value="1"))
+                else:
+                    conn.execute(
+                        schema.meta.update()
+                        .where(schema.meta.c.key == "schema_version")
+                        .values(value=str(version))
+                    )
+            return schema.SCHEMA_VERSION
+
+    def get_meta(self, key: str) -> str | None:
+        with self.read() as conn:
+            row = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == key)).first()
+            return row[0] if row else None
+
+    def set_meta(self, conn: Connection, key: str, value: str) -> None:
+        updated = conn.execute(schema.meta.update().where(schema.meta.c.key == key).values(value=value))
+        if updated.rowcount == 0:
+            conn.execute(schema.meta.insert().values(key=key, value=value))

@@ -1,0 +1,124 @@
+"""Table definitions (the current schema) and the ordered migrations that build it.
+
+Migrations are plain DDL that SQLite and PostgreSQL both accept; each one runs exactly once, recorded in
+``atoll_meta.schema_version``. Add a migration by appending to MIGRATIONS; never edit a released one.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, Text
+
+metadata = MetaData()
+
+meta = Table("atoll_meta", metadata, Column("key", Text, primary_key=True), Column("value", Text))
+
+# One row per underlying resource. mode: ro|rw. state: pending (an operation is creating it; op_* say
+# which process and what to remove if it dies), available, deleted (hidden: views gone, kept on disk
+# while something still requires it). Kind is derived from mode and views, never stored.
+resources = Table(
+    "resources",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mode", Text, nullable=False),
+    Column("backend", Text, nullable=False),
+    Column("locator", Text, nullable=False),
+    Column("disk_format", Text, nullable=False),
+    Column("parent", Text),
+    Column("state", Text, nullable=False),
+    Column("sha256", Text),
+    Column("owner", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+    Column("op", Text),
+    Column("op_pid", Integer),
+    Column("op_host", Text),
+    Column("op_data", Text),
+)
+
+# Physical dependencies: resource_id's backend object cannot exist without requires_id's.
+deps = Table(
+    "deps",
+    metadata,
+    Column("resource_id", Text, primary_key=True),
+    Column("requires_id", Text, primary_key=True),
+)
+
+object_views = Table(
+    "object_views",
+    metadata,
+    Column("resource_id", Text, primary_key=True),
+    Column("container", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("meta", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+)
+
+image_views = Table(
+    "image_views",
+    metadata,
+    Column("resource_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("visibility", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("disk_format", Text, nullable=False),
+    Column("container_format", Text, nullable=False),
+    Column("properties", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+)
+
+image_members = Table(
+    "image_members",
+    metadata,
+    Column("resource_id", Text, primary_key=True),
+    Column("member", Text, primary_key=True),
+)
+
+volume_views = Table(
+    "volume_views",
+    metadata,
+    Column("resource_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("ganeti", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+)
+
+_V1 = [
+    "CREATE TABLE atoll_meta (key TEXT PRIMARY KEY, value TEXT)",
+    """CREATE TABLE resources (
+        id TEXT PRIMARY KEY, size BIGINT NOT NULL, mode TEXT NOT NULL CHECK (mode IN ('ro', 'rw')),
+        backend TEXT NOT NULL, locator TEXT NOT NULL, disk_format TEXT NOT NULL, parent TEXT,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'available', 'deleted')), sha256 TEXT,
+        owner TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        op TEXT, op_pid INTEGER, op_host TEXT, op_data TEXT)""",
+    "CREATE INDEX resources_parent ON resources (parent)",
+    "CREATE INDEX resources_state ON resources (state)",
+    """CREATE TABLE deps (
+        resource_id TEXT NOT NULL REFERENCES resources (id) ON DELETE CASCADE,
+        requires_id TEXT NOT NULL REFERENCES resources (id),
+        PRIMARY KEY (resource_id, requires_id))""",
+    "CREATE INDEX deps_requires ON deps (requires_id)",
+    """CREATE TABLE object_views (
+        resource_id TEXT PRIMARY KEY REFERENCES resources (id) ON DELETE CASCADE,
+        container TEXT NOT NULL, name TEXT NOT NULL, content_type TEXT NOT NULL, meta TEXT NOT NULL,
+        created_at TEXT NOT NULL, UNIQUE (container, name))""",
+    """CREATE TABLE image_views (
+        resource_id TEXT PRIMARY KEY REFERENCES resources (id) ON DELETE CASCADE,
+        name TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,
+        visibility TEXT NOT NULL CHECK (visibility IN ('private', 'shared', 'public')),
+        status TEXT NOT NULL, disk_format TEXT NOT NULL, container_format TEXT NOT NULL,
+        properties TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+    """CREATE TABLE image_members (
+        resource_id TEXT NOT NULL REFERENCES image_views (resource_id) ON DELETE CASCADE,
+        member TEXT NOT NULL, PRIMARY KEY (resource_id, member))""",
+    """CREATE TABLE volume_views (
+        resource_id TEXT PRIMARY KEY REFERENCES resources (id) ON DELETE CASCADE,
+        name TEXT NOT NULL UNIQUE, status TEXT NOT NULL, ganeti TEXT NOT NULL, created_at TEXT NOT NULL)""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1]
+SCHEMA_VERSION = len(MIGRATIONS)

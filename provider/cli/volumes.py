@@ -1,0 +1,75 @@
+"""``atoll volume …``: create (empty or thin clone), snapshot, grow, delete, list, show."""
+
+from __future__ import annotations
+
+import click
+
+from provider.cli.common import SIZE, Context, pass_ctx, print_resource, print_resources
+
+
+@click.group("volume")
+def group() -> None:
+    """Volumes: read-write thin clones of images, snapshots or objects, or empty disks."""
+
+
+@group.command(
+    epilog="""\b
+Examples:
+  atoll volume create web1 --from debian-12 --size 10G   # thin clone, grown to 10 GiB
+  atoll volume create scratch --size 512M                # empty volume
+"""
+)
+@click.argument("name")
+@click.option("--size", type=SIZE, default=None, help="Size (512M, 10G, bytes); default: the source's size.")
+@click.option("--from", "source", metavar="REF", default=None, help="Image, snapshot or object to clone.")
+@pass_ctx
+def create(obj: Context, name: str, size: int | None, source: str | None) -> None:
+    """Create volume NAME: empty, or a thin clone of REF (no data is copied)."""
+    print_resource(obj, obj.store.volumes.create(name, size=size, source=source))
+
+
+@group.command()
+@click.argument("volume", metavar="VOLUME")
+@click.argument("name")
+@pass_ctx
+def snapshot(obj: Context, volume: str, name: str) -> None:
+    """Take a read-only Snapshot NAME of VOLUME (an image with EXCLUDE_ALL_TASKS; no data copied)."""
+    print_resource(obj, obj.store.volumes.snapshot(volume, name))
+
+
+@group.command()
+@click.argument("volume", metavar="VOLUME")
+@click.option("--size", type=SIZE, required=True, help="New size (never smaller than now).")
+@pass_ctx
+def grow(obj: Context, volume: str, size: int) -> None:
+    """Grow VOLUME to SIZE (idempotent when it already has that size)."""
+    print_resource(obj, obj.store.volumes.grow(volume, size))
+
+
+@group.command()
+@click.argument("volume", metavar="VOLUME")
+@pass_ctx
+def delete(obj: Context, volume: str) -> None:
+    """Delete VOLUME (its snapshots stay)."""
+    obj.store.volumes.delete(volume)
+    if not obj.json:
+        click.echo(f"deleted {volume}")
+
+
+@group.command("list")
+@pass_ctx
+def list_(obj: Context) -> None:
+    """List volumes."""
+    print_resources(obj, obj.store.volumes.list())
+
+
+@group.command()
+@click.argument("volume", metavar="VOLUME")
+@pass_ctx
+def show(obj: Context, volume: str) -> None:
+    """Show one volume."""
+    print_resource(obj, obj.store.volumes.show(volume))
+
+
+def install(cli: click.Group) -> None:
+    cli.add_command(group)

@@ -1,0 +1,157 @@
+"""Atoll configuration: one YAML file parsed into dataclasses at start-up.
+
+Lookup order: ``--config FILE``, then ``$ATOLL_CONFIG``, then ``/etc/atoll/atoll.yaml``; with no file at all
+the embedded default (a local store under ``/var/lib/atoll`` — or ``~/.local/share/atoll`` for a non-root
+user — with a SQLite catalog inside it) works out of the box.
+
+Example::
+
+    store:
+      backend: local          # Possible values: local (reflink where the directory supports it, else
+                              # qcow2), qcow2, reflink, rbd.   Related options: store.path
+      path: /srv/atoll
+      max_chain_depth: 8      # qcow2 only: merge private layers past this depth
+    catalog:
+      url: sqlite:////srv/atoll/catalog.sqlite   # or postgresql://user@host/atoll
+    auth:
+      admins: [root]          # users who may set protected properties and see every image
+    images:
+      protected_properties: ["ATOLL_*"]
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from provider.errors import BadConfiguration
+
+DEFAULT_CONFIG_PATH = Path("/etc/atoll/atoll.yaml")
+BACKENDS = ("local", "qcow2", "reflink", "rbd")
+
+
+def default_store_path() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/atoll")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "atoll"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    backend: str = "local"
+    path: Path = field(default_factory=default_store_path)
+    max_chain_depth: int = 8
+    # rbd only
+    pool: str = "atoll"
+    ceph_conf: str = "/etc/ceph/ceph.conf"
+    user: str = "admin"
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    url: str = ""  # empty: sqlite file inside the store directory
+    busy_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    admins: tuple[str, ...] = ("root",)
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    protected_properties: tuple[str, ...] = ("ATOLL_*",)
+
+    def is_protected(self, key: str) -> bool:
+        return any(fnmatch.fnmatchcase(key.upper(), pat.upper()) for pat in self.protected_properties)
+
+
+@dataclass(frozen=True)
+class LibvirtConfig:
+    cache: str = "none"
+    io: str = "native"
+    discard: str = "unmap"
+
+
+@dataclass(frozen=True)
+class Config:
+    store: StoreConfig = field(default_factory=StoreConfig)
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    libvirt: LibvirtConfig = field(default_factory=LibvirtConfig)
+    source: Path | None = None
+
+    @property
+    def catalog_url(self) -> str:
+        return self.catalog.url or f"sqlite:///{self.store.path / 'catalog.sqlite'}"
+
+    @property
+    def run_dir(self) -> Path:
+        """Where attachment state (pid files, sockets) lives; under the store so it survives the CLI."""
+        return self.store.path / "run"
+
+
+def _section(raw: dict[str, Any], name: str, cls: Any, conversions: dict[str, Any]) -> Any:
+    data = raw.get(name) or {}
+    if not isinstance(data, dict):
+        raise BadConfiguration(reason=f"section {name!r} must be a mapping")
+    known = set(cls.__dataclass_fields__)
+    unknown = set(data) - known
+    if unknown:
+        raise BadConfiguration(reason=f"unknown key(s) in {name}: {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for key, value in data.items():
+        convert = conversions.get(key)
+        try:
+            kwargs[key] = convert(value) if convert else value
+        except (TypeError, ValueError) as e:
+            raise BadConfiguration(reason=f"{name}.{key}: {e}") from e
+    return cls(**kwargs)
+
+
+def parse(raw: dict[str, Any] | None, source: Path | None = None) -> Config:
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise BadConfiguration(reason="the configuration must be a YAML mapping")
+    unknown = set(raw) - {"store", "catalog", "auth", "images", "libvirt"}
+    if unknown:
+        raise BadConfiguration(reason=f"unknown section(s): {', '.join(sorted(unknown))}")
+    store = _section(
+        raw, "store", StoreConfig, {"path": lambda v: Path(v).expanduser(), "max_chain_depth": int}
+    )
+    if store.backend not in BACKENDS:
+        raise BadConfiguration(reason=f"store.backend {store.backend!r} is not one of {', '.join(BACKENDS)}")
+    if store.max_chain_depth < 2:
+        raise BadConfiguration(reason="store.max_chain_depth must be at least 2")
+    return Config(
+        store=store,
+        catalog=_section(raw, "catalog", CatalogConfig, {"url": str, "busy_timeout": float}),
+        auth=_section(raw, "auth", AuthConfig, {"admins": lambda v: tuple(str(x) for x in v)}),
+        images=_section(
+            raw, "images", ImagesConfig, {"protected_properties": lambda v: tuple(str(x) for x in v)}
+        ),
+        libvirt=_section(raw, "libvirt", LibvirtConfig, {}),
+        source=source,
+    )
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the configuration from ``path``, ``$ATOLL_CONFIG`` or the default file; else the defaults."""
+    explicit = path or os.environ.get("ATOLL_CONFIG")
+    candidate = Path(explicit) if explicit else DEFAULT_CONFIG_PATH
+    if not candidate.exists():
+        if explicit:
+            raise BadConfiguration(reason=f"configuration file {candidate} does not exist")
+        return parse({})
+    try:
+        raw = yaml.safe_load(candidate.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise BadConfiguration(reason=f"cannot read {candidate}: {e}") from e
+    return parse(raw, source=candidate)

@@ -1,0 +1,79 @@
+"""One exception tree for Atoll: every error a user can meet has a one-line, templated message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AtollError(Exception):
+    """Base of all Atoll errors; ``message`` is a %-template filled from the keyword arguments."""
+
+    message = "unexpected error"
+    exit_code = 1
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        template = message if message is not None else self.message
+        try:
+            text = template % kwargs if kwargs else template
+        except (KeyError, TypeError, ValueError):
+            text = f"{template} {kwargs!r}"
+        super().__init__(text)
+
+
+class InvalidInput(AtollError):
+    """A request that cannot be carried out as asked (e.g. a clone smaller than its source)."""
+
+    message = "invalid input"
+
+
+class UsageError(InvalidInput):
+    """Malformed input: a size, name, key or value that does not parse (exit code 2, like click)."""
+
+    exit_code = 2
+
+
+class NotFound(AtollError):
+    message = "%(what)s %(ref)r not found"
+
+
+class Ambiguous(AtollError):
+    message = "%(ref)r is ambiguous: it names %(choices)s; use the id instead"
+
+
+class AlreadyExists(AtollError):
+    message = "%(what)s %(name)r already exists"
+
+
+class InUse(AtollError):
+    message = "%(what)s %(ref)r is in use: %(reason)s"
+
+
+class Conflict(AtollError):
+    """The operation contradicts the resource's current state (e.g. deleting an object still an image)."""
+
+    message = "%(reason)s"
+
+
+class PermissionDenied(AtollError):
+    message = "permission denied: %(reason)s"
+
+
+class StorageFull(AtollError):
+    message = "the store at %(path)s is full"
+
+
+class BadConfiguration(AtollError):
+    message = "bad configuration: %(reason)s"
+
+
+class CapabilityNotSupported(AtollError):
+    message = "the %(backend)s backend cannot %(operation)s"
+
+
+class BackendError(AtollError):
+    message = "backend failure: %(reason)s"
+
+
+class CatalogError(AtollError):
+    message = "catalog failure: %(reason)s"

@@ -1,0 +1,305 @@
+"""What every service shares: loading and resolving resources, pending operations, garbage collection."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, delete, func, select, update
+
+from provider.catalog import schema as t
+from provider.errors import Ambiguous, InUse, NotFound, PermissionDenied
+from provider.services.model import Resource, build
+from provider.utils.names import UUID_RE
+
+if TYPE_CHECKING:
+    from provider.services.store import Store
+
+LOG = logging.getLogger(__name__)
+HOST = socket.gethostname()
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _proc_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid``: tells a live process from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+MY_START = _proc_start(os.getpid())
+
+
+def op_owner_alive(res: Resource) -> bool:
+    """Is the process that started ``res``'s pending operation still running? (unknowable elsewhere)"""
+    if res.op_data.get("host") != HOST or res.op_pid is None:
+        return True
+    start = _proc_start(res.op_pid)
+    return start is not None and start == res.op_data.get("proc_start")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: the local CLI trusts its OS user; admins may set protected properties."""
+
+    name: str
+    admin: bool = False
+
+
+class Service:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.catalog = store.catalog
+
+    @property
+    def caller(self) -> Caller:
+        return self.store.caller
+
+    # ---- loading ---------------------------------------------------------------------------------
+    def load(self, conn: Connection, rid: str, *, states: tuple[str, ...] = ("available",)) -> Resource:
+        row = conn.execute(select(t.resources).where(t.resources.c.id == rid)).first()
+        if row is None or row.state not in states:
+            raise NotFound(what="resource", ref=rid)
+        obj = conn.execute(select(t.object_views).where(t.object_views.c.resource_id == rid)).first()
+        img = conn.execute(select(t.image_views).where(t.image_views.c.resource_id == rid)).first()
+        vol = conn.execute(select(t.volume_views).where(t.volume_views.c.resource_id == rid)).first()
+        members: tuple[str, ...] = ()
+        if img is not None:
+            members = tuple(
+                r.member
+                for r in conn.execute(
+                    select(t.image_members.c.member)
+                    .where(t.image_members.c.resource_id == rid)
+                    .order_by(t.image_members.c.member)
+                )
+            )
+        return build(row, obj, img, vol, members)
+
+    def resolve(self, conn: Connection, ref: str, what: str = "resource") -> Resource:
+        """REF is an id, ``container/name``, or an image/snapshot/volume name."""
+        if UUID_RE.match(ref):
+            try:
+                return self.load(conn, ref)
+            except NotFound:
+                raise NotFound(what=what, ref=ref) from None
+        available = t.resources.c.state == "available"
+        ids: dict[str, str] = {}
+        if "/" in ref:
+            container, _, name = ref.partition("/")
+            q = (
+                select(t.object_views.c.resource_id)
+                .join(t.resources, t.resources.c.id == t.object_views.c.resource_id)
+                .where(t.object_views.c.container == container, t.object_views.c.name == name, available)
+            )
+            for (rid,) in conn.execute(q):
+                ids[rid] = "object"
+        for view, label in ((t.image_views, "image"), (t.volume_views, "volume")):
+            q = (
+                select(view.c.resource_id)
+                .join(t.resources, t.resources.c.id == view.c.resource_id)
+                .where(view.c.name == ref, available)
+            )
+            for (rid,) in conn.execute(q):
+                ids.setdefault(rid, label)
+        if not ids:
+            raise NotFound(what=what, ref=ref)
+        if len(ids) > 1:
+            raise Ambiguous(ref=ref, choices=", ".join(f"{k} {v}" for v, k in ids.items()))
+        return self.load(conn, next(iter(ids)))
+
+    def get(self, ref: str, what: str = "resource") -> Resource:
+        with self.catalog.read() as conn:
+            return self.resolve(conn, ref, what)
+
+    # ---- access ----------------------------------------------------------------------------------
+    def can_read(self, conn: Connection, res: Resource) -> bool:
+        if self.caller.admin or res.owner == self.caller.name:
+            return True
+        if res.image is None:
+            return False
+        return res.image.visibility == "public" or self.caller.name in res.image.members
+
+    def check_read(self, conn: Connection, res: Resource) -> None:
+        if not self.can_read(conn, res):
+            raise NotFound(what=res.kind, ref=res.name)
+
+    def check_owner(self, res: Resource) -> None:
+        if not (self.caller.admin or res.owner == self.caller.name):
+            raise PermissionDenied(reason=f"{res.kind} {res.name!r} belongs to {res.owner}")
+
+    # ---- pending operations and collection --------------------------------------------------------
+    def insert_pending(
+        self,
+        conn: Connection,
+        *,
+        rid: str,
+        size: int,
+        mode: str,
+        backend: str,
+        locator: str,
+        disk_format: str,
+        parent: str | None,
+        op: str,
+        remove_on_abort: list[str],
+    ) -> None:
+        """Record an operation before touching the backend, so a crash can always be undone."""
+        stamp = now()
+        conn.execute(
+            t.resources.insert().values(
+                id=rid,
+                size=size,
+                mode=mode,
+                backend=backend,
+                locator=locator,
+                disk_format=disk_format,
+                parent=parent,
+                state="pending",
+                owner=self.caller.name,
+                created_at=stamp,
+                updated_at=stamp,
+                op=op,
+                op_pid=os.getpid(),
+                op_host=HOST,
+                op_data=json.dumps(
+                    {"host": HOST, "proc_start": MY_START, "remove_on_abort": remove_on_abort}
+                ),
+            )
+        )
+
+    def mark_available(self, conn: Connection, rid: str, **values: Any) -> None:
+        conn.execute(
+            update(t.resources)
+            .where(t.resources.c.id == rid)
+            .values(
+                state="available",
+                op=None,
+                op_pid=None,
+                op_host=None,
+                op_data=None,
+                updated_at=now(),
+                **values,
+            )
+        )
+
+    def abort_pending(self, rid: str) -> None:
+        """Undo a pending operation of this process: drop its rows, then remove what it created."""
+        with self.catalog.write() as conn:
+            files = self._drop_pending(conn, rid)
+        self._remove_files(files)
+
+    def _drop_pending(self, conn: Connection, rid: str) -> list[tuple[str, str]]:
+        row = conn.execute(select(t.resources).where(t.resources.c.id == rid)).first()
+        if row is None or row.state != "pending":
+            return []
+        data = json.loads(row.op_data or "{}")
+        conn.execute(delete(t.deps).where(t.deps.c.resource_id == rid))
+        conn.execute(delete(t.resources).where(t.resources.c.id == rid))
+        return [(row.backend, loc) for loc in data.get("remove_on_abort", [])]
+
+    def reap_dead(self, conn: Connection) -> list[tuple[str, str]]:
+        """Drop pending operations whose process died on this host; return the files to remove."""
+        files: list[tuple[str, str]] = []
+        rows = conn.execute(select(t.resources.c.id).where(t.resources.c.state == "pending")).all()
+        for (rid,) in rows:
+            res = self.load(conn, rid, states=("pending",))
+            if not op_owner_alive(res):
+                LOG.warning("cleaning up %s of %s left by dead process %s", res.op, rid, res.op_pid)
+                files += self._drop_pending(conn, rid)
+        return files
+
+    def dependents(self, conn: Connection, rid: str) -> int:
+        return conn.execute(
+            select(func.count()).select_from(t.deps).where(t.deps.c.requires_id == rid)
+        ).scalar_one()
+
+    def hide(self, conn: Connection, rid: str) -> list[tuple[str, str]]:
+        """Remove every view of ``rid``; physically collect it (and freed ancestors) if nothing needs it."""
+        for view in (t.object_views, t.image_views, t.volume_views):
+            conn.execute(delete(view).where(view.c.resource_id == rid))
+        conn.execute(
+            update(t.resources).where(t.resources.c.id == rid).values(state="deleted", updated_at=now())
+        )
+        return self.collect(conn, rid)
+
+    def collect(self, conn: Connection, rid: str) -> list[tuple[str, str]]:
+        """Delete hidden resources nobody requires, walking up the dependency graph; return their files.
+
+        The caller removes the files after the transaction commits: a crash in between leaves an orphan
+        file (fsck finds it), never a catalog row pointing at a missing file.
+        """
+        files: list[tuple[str, str]] = []
+        todo = [rid]
+        while todo:
+            cur = todo.pop()
+            row = conn.execute(select(t.resources).where(t.resources.c.id == cur)).first()
+            if row is None or row.state != "deleted" or self.dependents(conn, cur):
+                continue
+            required = [
+                r for (r,) in conn.execute(select(t.deps.c.requires_id).where(t.deps.c.resource_id == cur))
+            ]
+            conn.execute(delete(t.deps).where(t.deps.c.resource_id == cur))
+            conn.execute(delete(t.resources).where(t.resources.c.id == cur))
+            shared = conn.execute(
+                select(func.count()).select_from(t.resources).where(t.resources.c.locator == row.locator)
+            ).scalar_one()
+            if not shared:
+                files.append((row.backend, row.locator))
+            todo.extend(required)
+        return files
+
+    def _remove_files(self, files: list[tuple[str, str]]) -> None:
+        for backend, locator in files:
+            try:
+                self.store.backend(backend).remove(locator)
+            except Exception:  # the catalog is already consistent; fsck will find the orphan
+                LOG.exception("could not remove %s from %s", locator, backend)
+
+    @contextmanager
+    def write_then_remove(self) -> Iterator[tuple[Connection, list[tuple[str, str]]]]:
+        """A write transaction that also reaps dead operations; files queued in the list are removed
+        only after the commit."""
+        files: list[tuple[str, str]] = []
+        with self.catalog.write() as conn:
+            files += self.reap_dead(conn)
+            yield conn, files
+        self._remove_files(files)
+
+    # ---- locks -----------------------------------------------------------------------------------
+    @contextmanager
+    def lock(self, rid: str, what: str = "volume", wait: float = 120.0) -> Iterator[None]:
+        """Serialize operations on one resource across processes (released if the holder dies)."""
+        lock_dir = self.store.config.store.path / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_dir / f"{rid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise InUse(what=what, ref=rid, reason="another operation holds its lock") from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)

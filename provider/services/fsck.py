@@ -1,0 +1,119 @@
+"""Consistency check and repair of catalog against backends (after crashes or kill -9)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, select
+
+from provider.catalog import schema as t
+from provider.services.base import Service, op_owner_alive
+
+
+@dataclass
+class Finding:
+    problem: str
+    subject: str
+    detail: str
+    repaired: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "problem": self.problem,
+            "subject": self.subject,
+            "detail": self.detail,
+            "repaired": self.repaired,
+        }
+
+
+@dataclass
+class FsckReport:
+    findings: list[Finding] = field(default_factory=list)
+    checked: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return all(f.repaired for f in self.findings)
+
+
+class FsckService(Service):
+    def run(self, repair: bool = False) -> FsckReport:
+        report = FsckReport()
+        files: list[tuple[str, str]] = []
+        with self.catalog.write() as conn:
+            rows = conn.execute(select(t.resources)).all()
+            report.checked = len(rows)
+            referenced: set[tuple[str, str]] = set()
+            for row in rows:
+                referenced.add((row.backend, row.locator))
+                if row.state == "pending":
+                    res = self.load(conn, row.id, states=("pending",))
+                    referenced.update((row.backend, loc) for loc in res.op_data.get("remove_on_abort", []))
+                    if op_owner_alive(res):
+                        report.findings.append(
+                            Finding(
+                                "in-progress", row.id, f"{row.op} by pid {row.op_pid} is still running", True
+                            )
+                        )
+                        continue
+                    finding = Finding(
+                        "interrupted", row.id, f"{row.op} interrupted (pid {row.op_pid} is gone)"
+                    )
+                    if repair:
+                        files += self._drop_pending(conn, row.id)
+                        finding.repaired = True
+                    report.findings.append(finding)
+                    continue
+                if not self.store.backend(row.backend).exists(row.locator):
+                    report.findings.append(
+                        Finding("missing-data", row.id, f"{row.backend} object {row.locator} does not exist")
+                    )
+                if row.state == "deleted":
+                    views = [
+                        v.name
+                        for v in (t.object_views, t.image_views, t.volume_views)
+                        if conn.execute(select(v.c.resource_id).where(v.c.resource_id == row.id)).first()
+                    ]
+                    if views:
+                        finding = Finding("deleted-with-views", row.id, f"hidden resource still has {views}")
+                        if repair:
+                            for v in (t.object_views, t.image_views, t.volume_views):
+                                conn.execute(delete(v).where(v.c.resource_id == row.id))
+                            finding.repaired = True
+                        report.findings.append(finding)
+                    if not self.dependents(conn, row.id):
+                        finding = Finding("uncollected", row.id, "deleted and nothing requires it")
+                        if repair:
+                            files += self.collect(conn, row.id)
+                            finding.repaired = True
+                        report.findings.append(finding)
+            files += self._orphans(conn, referenced, report, repair)
+        self._remove_files(files)
+        if repair:
+            shutil.rmtree(self.store.config.store.path / "tmp", ignore_errors=True)
+        return report
+
+    def _orphans(
+        self, conn: object, referenced: set[tuple[str, str]], report: FsckReport, repair: bool
+    ) -> list[tuple[str, str]]:
+        names = {name for name, _ in referenced}
+        names.add(self.store.backend().name)
+        files = []
+        for name in sorted(names):
+            for locator in self.store.backend(name).list_locators():
+                if (name, locator) in referenced:
+                    continue
+                finding = Finding("orphan", f"{name}:{locator}", "backend object no resource refers to")
+                if repair:
+                    files.append((name, locator))
+                    finding.repaired = True
+                report.findings.append(finding)
+        return files
+
+
+def report_json(report: FsckReport) -> str:
+    return json.dumps(
+        {"checked": report.checked, "clean": report.clean, "findings": [f.to_dict() for f in report.findings]}
+    )

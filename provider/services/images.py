@@ -1,0 +1,263 @@
+"""Images (Glance-like): register an object, properties (some protected), visibility and members."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import Connection, delete, select, update
+
+from provider.catalog import schema as t
+from provider.errors import AlreadyExists, Conflict, InvalidInput, PermissionDenied
+from provider.services.base import Service, now
+from provider.services.model import Resource
+from provider.utils.names import check_key, check_name, check_value
+from provider.utils.props import EXCLUDE_ALL_TASKS
+
+LOG = logging.getLogger(__name__)
+
+VISIBILITIES = ("private", "shared", "public")
+DISK_FORMATS = ("raw",)
+CONTAINER_FORMATS = ("bare",)
+
+# Magic numbers of disk formats that must not be taken for raw disks: a raw guest disk that merely
+# claims to be qcow2 could name a host file as its backing file.
+_MAGIC = {b"QFI\xfb": "qcow2", b"KDMV": "vmdk", b"vhdxfile": "vhdx", b"conectix": "vpc"}
+
+
+def _sniff(head: bytes) -> str | None:
+    for magic, fmt in _MAGIC.items():
+        if head.startswith(magic):
+            return fmt
+    if head[0x40:0x44] == b"\x7f\x10\xda\xbe":
+        return "vdi"
+    return None
+
+
+class ImageService(Service):
+    def _validate_properties(
+        self, props: dict[str, str], *, old: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        clean: dict[str, str] = {}
+        for key, value in props.items():
+            check_key(key, "property")
+            clean[key.upper()] = check_value(key, value)
+        for key in clean:
+            unchanged = old is not None and old.get(key) == clean[key]
+            if self.store.config.images.is_protected(key) and not self.caller.admin and not unchanged:
+                raise PermissionDenied(reason=f"property {key} is protected: only an admin may set it")
+        try:
+            from customization.errors import CustomizationError
+            from customization.properties import validate
+        except ImportError:
+            return clean
+        try:
+            validate(clean)
+        except CustomizationError as e:
+            raise InvalidInput(str(e)) from e
+        return clean
+
+    def register(
+        self,
+        ref: str,
+        name: str,
+        *,
+        properties: dict[str, str] | None = None,
+        public: bool = False,
+        disk_format: str = "raw",
+        container_format: str = "bare",
+    ) -> Resource:
+        """Make the object ``ref`` an image: metadata only, the data is not touched."""
+        check_name(name, "image name")
+        if disk_format not in DISK_FORMATS:
+            raise InvalidInput(
+                "disk format %(f)r is not supported: objects are raw disks (convert with qemu-img convert "
+                "-O raw)",
+                f=disk_format,
+            )
+        if container_format not in CONTAINER_FORMATS:
+            raise InvalidInput("container format %(f)r is not supported (use bare)", f=container_format)
+        props = self._validate_properties(properties or {})
+        with self.catalog.write() as conn:
+            res = self.resolve(conn, ref, "object")
+            self.check_owner(res)
+            if res.mode != "ro":
+                raise Conflict(reason=f"{res.name!r} is a volume: snapshot it, then register the snapshot")
+            if res.image is not None:
+                if res.image.name == name and res.image.properties == props:
+                    return res  # idempotent
+                raise AlreadyExists(what="image registration of object", name=res.name)
+            self._check_name_free(conn, name)
+            if res.disk_format == "raw":
+                self._refuse_disguised(res)
+            stamp = now()
+            conn.execute(
+                t.image_views.insert().values(
+                    resource_id=res.id,
+                    name=name,
+                    owner=res.owner,
+                    visibility="public" if public else "private",
+                    status="active",
+                    disk_format=disk_format,
+                    container_format=container_format,
+                    properties=json.dumps(props, sort_keys=True),
+                    created_at=stamp,
+                    updated_at=stamp,
+                )
+            )
+            return self.load(conn, res.id)
+
+    def _refuse_disguised(self, res: Resource) -> None:
+        backend = self.store.backend(res.backend)
+        try:
+            with open(backend.path(res.locator), "rb") as f:
+                head = f.read(512)
+        except OSError:
+            return
+        fmt = _sniff(head)
+        if fmt:
+            raise InvalidInput(
+                "object %(name)s holds a %(fmt)s image, not a raw disk: convert it first (qemu-img convert "
+                "-O raw) and upload the result",
+                name=res.name,
+                fmt=fmt,
+            )
+
+    def _check_name_free(self, conn: Connection, name: str, exclude: str | None = None) -> None:
+        q = select(t.image_views.c.resource_id).where(t.image_views.c.name == name)
+        row = conn.execute(q).first()
+        if row is not None and row[0] != exclude:
+            raise AlreadyExists(what="image", name=name)
+
+    def _image(self, conn: Connection, ref: str) -> Resource:
+        res = self.resolve(conn, ref, "image")
+        self.check_read(conn, res)
+        if res.image is None:
+            raise InvalidInput("%(ref)r is a %(kind)s, not an image or snapshot", ref=ref, kind=res.kind)
+        return res
+
+    def unregister(self, ref: str) -> Resource:
+        """Drop the image metadata: the resource is a plain object again, its data untouched."""
+        with self.catalog.write() as conn:
+            res = self._image(conn, ref)
+            self.check_owner(res)
+            if not self.caller.admin:
+                protected = [k for k in (res.image.properties if res.image else {}) if self._protected(k)]
+                if protected:
+                    raise PermissionDenied(
+                        reason=f"image carries protected properties ({', '.join(protected)}): only an admin "
+                        "may unregister it"
+                    )
+            conn.execute(delete(t.image_members).where(t.image_members.c.resource_id == res.id))
+            conn.execute(delete(t.image_views).where(t.image_views.c.resource_id == res.id))
+            return self.load(conn, res.id)
+
+    def _protected(self, key: str) -> bool:
+        return self.store.config.images.is_protected(key)
+
+    def set(
+        self,
+        ref: str,
+        *,
+        set_props: dict[str, str] | None = None,
+        unset: list[str] | None = None,
+        name: str | None = None,
+        visibility: str | None = None,
+    ) -> Resource:
+        """Change properties, name or visibility; setting/unsetting EXCLUDE_ALL_TASKS converts
+        image ↔ snapshot."""
+        with self.catalog.write() as conn:
+            res = self._image(conn, ref)
+            self.check_owner(res)
+            assert res.image is not None
+            props = dict(res.image.properties)
+            for key in unset or []:
+                key = key.upper()
+                if self._protected(key) and not self.caller.admin:
+                    raise PermissionDenied(reason=f"property {key} is protected: only an admin may unset it")
+                if key not in props:
+                    raise InvalidInput("image %(name)s has no property %(key)s", name=res.image.name, key=key)
+                del props[key]
+            props.update(self._validate_properties(set_props or {}, old=props))
+            values: dict[str, Any] = {"properties": json.dumps(props, sort_keys=True), "updated_at": now()}
+            if name is not None and name != res.image.name:
+                check_name(name, "image name")
+                self._check_name_free(conn, name, exclude=res.id)
+                values["name"] = name
+            if visibility is not None:
+                if visibility not in VISIBILITIES:
+                    raise InvalidInput(
+                        "visibility %(v)r is not one of %(all)s", v=visibility, all=", ".join(VISIBILITIES)
+                    )
+                values["visibility"] = visibility
+            conn.execute(update(t.image_views).where(t.image_views.c.resource_id == res.id).values(**values))
+            return self.load(conn, res.id)
+
+    def to_snapshot(self, ref: str) -> Resource:
+        return self.set(ref, set_props={EXCLUDE_ALL_TASKS: "yes"})
+
+    def to_image(self, ref: str) -> Resource:
+        return self.set(ref, unset=[EXCLUDE_ALL_TASKS])
+
+    def add_member(self, ref: str, member: str) -> Resource:
+        check_name(member, "user")
+        with self.catalog.write() as conn:
+            res = self._image(conn, ref)
+            self.check_owner(res)
+            if member not in (res.image.members if res.image else ()):
+                conn.execute(t.image_members.insert().values(resource_id=res.id, member=member))
+            if res.image and res.image.visibility == "private":
+                conn.execute(
+                    update(t.image_views)
+                    .where(t.image_views.c.resource_id == res.id)
+                    .values(visibility="shared")
+                )
+            return self.load(conn, res.id)
+
+    def remove_member(self, ref: str, member: str) -> Resource:
+        with self.catalog.write() as conn:
+            res = self._image(conn, ref)
+            self.check_owner(res)
+            conn.execute(
+                delete(t.image_members).where(
+                    t.image_members.c.resource_id == res.id, t.image_members.c.member == member
+                )
+            )
+            return self.load(conn, res.id)
+
+    def list(self, *, include_snapshots: bool = False) -> builtins.list[Resource]:
+        with self.catalog.read() as conn:
+            q = (
+                select(t.image_views.c.resource_id)
+                .join(t.resources, t.resources.c.id == t.image_views.c.resource_id)
+                .where(t.resources.c.state == "available")
+                .order_by(t.image_views.c.name)
+            )
+            found = [self.load(conn, rid) for (rid,) in conn.execute(q)]
+            return [r for r in found if self.can_read(conn, r) and (include_snapshots or r.kind == "image")]
+
+    def show(self, ref: str) -> Resource:
+        with self.catalog.read() as conn:
+            return self._image(conn, ref)
+
+    def delete(self, ref: str) -> None:
+        """Unregister and delete the object in one step (data kept while clones need it)."""
+        with self.write_then_remove() as (conn, files):
+            res = self._image(conn, ref)
+            self.check_owner(res)
+            files += self.hide(conn, res.id)
+
+    def inherited_properties(self, conn: Connection, res: Resource) -> dict[str, str]:
+        """The image properties that apply to ``res``: its own, else the nearest ancestor's."""
+        seen = set()
+        cur: Resource | None = res
+        while cur is not None and cur.id not in seen:
+            seen.add(cur.id)
+            if cur.image is not None:
+                return dict(cur.image.properties)
+            if cur.parent is None:
+                return {}
+            cur = self.load(conn, cur.parent, states=("available", "deleted"))
+        return {}

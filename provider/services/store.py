@@ -1,0 +1,96 @@
+"""The Store facade: configuration, catalog, backends and the services on top of them."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+from functools import cached_property
+
+from provider.backends import Backend, load_backend, pick_local
+from provider.catalog import SCHEMA_VERSION, Catalog
+from provider.config import Config
+from provider.errors import BadConfiguration
+from provider.services.base import Caller
+from provider.services.fsck import FsckService
+from provider.services.images import ImageService
+from provider.services.objects import ObjectService
+from provider.services.resources import ResourceService
+from provider.services.volumes import VolumeService
+from provider.utils import process
+
+LOG = logging.getLogger(__name__)
+
+
+def default_caller(config: Config) -> Caller:
+    """The local CLI trusts its OS user (``$ATOLL_USER`` overrides the name, e.g. for a service user)."""
+    name = os.environ.get("ATOLL_USER") or getpass.getuser()
+    return Caller(name=name, admin=name in config.auth.admins)
+
+
+class Store:
+    def __init__(
+        self, config: Config, caller: Caller | None = None, run: process.Runner = process.run
+    ) -> None:
+        self.config = config
+        self.caller = caller or default_caller(config)
+        self.run = run
+        self.catalog = Catalog(config.catalog_url, config.catalog.busy_timeout)
+        self._backends: dict[str, Backend] = {}
+        self._default_backend: str | None = None
+
+    @classmethod
+    def open(cls, config: Config, caller: Caller | None = None, run: process.Runner = process.run) -> Store:
+        """Open the store, creating or migrating it on first use (the embedded default needs no init)."""
+        try:
+            config.store.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BadConfiguration(reason=f"cannot create store directory {config.store.path}: {e}") from e
+        store = cls(config, caller, run)
+        if store.catalog.version() < SCHEMA_VERSION or store.catalog.get_meta("backend") is None:
+            store.init()
+        return store
+
+    def init(self) -> str:
+        """Create the store directory and catalog (idempotent); return the backend new data goes to."""
+        self.config.store.path.mkdir(parents=True, exist_ok=True)
+        self.catalog.migrate()
+        name = self.catalog.get_meta("backend")
+        if name is None:
+            name = self.config.store.backend
+            if name == "local":
+                name = pick_local(self.config.store)
+            self.backend(name).check()
+            with self.catalog.write() as conn:
+                self.catalog.set_meta(conn, "backend", name)
+            LOG.info("store at %s uses the %s backend", self.config.store.path, name)
+        return name
+
+    def backend(self, name: str | None = None) -> Backend:
+        if name is None:
+            if self._default_backend is None:
+                self._default_backend = self.catalog.get_meta("backend") or self.init()
+            name = self._default_backend
+        if name not in self._backends:
+            self._backends[name] = load_backend(name, self.config.store, run=self.run)
+        return self._backends[name]
+
+    @cached_property
+    def objects(self) -> ObjectService:
+        return ObjectService(self)
+
+    @cached_property
+    def images(self) -> ImageService:
+        return ImageService(self)
+
+    @cached_property
+    def volumes(self) -> VolumeService:
+        return VolumeService(self)
+
+    @cached_property
+    def resources(self) -> ResourceService:
+        return ResourceService(self)
+
+    @cached_property
+    def fsck(self) -> FsckService:
+        return FsckService(self)

@@ -1,0 +1,259 @@
+"""Volumes (Cinder-like): empty or thin clones of any read-only resource; snapshot, grow, delete."""
+
+from __future__ import annotations
+
+import builtins
+import json
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from provider.backends.base import SnapshotLayout
+from provider.catalog import schema as t
+from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from provider.services.base import Service, new_id, now
+from provider.services.model import Resource
+from provider.services.objects import SNAPSHOTS_CONTAINER
+from provider.utils.names import check_name
+from provider.utils.props import EXCLUDE_ALL_TASKS
+from provider.utils.sizes import format_size
+
+SNAPSHOT_OF = "ATOLL_SNAPSHOT_OF"
+
+
+class VolumeService(Service):
+    def _check_name_free(self, conn: Connection, name: str) -> None:
+        if conn.execute(select(t.volume_views.c.resource_id).where(t.volume_views.c.name == name)).first():
+            raise AlreadyExists(what="volume", name=name)
+
+    def _volume(self, conn: Connection, ref: str) -> Resource:
+        res = self.resolve(conn, ref, "volume")
+        if res.volume is None:
+            raise InvalidInput("%(ref)r is a %(kind)s, not a volume", ref=ref, kind=res.kind)
+        self.check_owner(res)
+        return res
+
+    def create(
+        self,
+        name: str,
+        size: int | None = None,
+        source: str | None = None,
+        ganeti: dict[str, Any] | None = None,
+    ) -> Resource:
+        """Create an empty volume, or a thin clone of the read-only resource ``source`` (no data copied)."""
+        check_name(name, "volume name")
+        backend = self.store.backend()
+        rid = new_id()
+        locator = backend.new_locator(rid, "rw")
+        with self.write_then_remove() as (conn, _):
+            self._check_name_free(conn, name)
+            src = None
+            if source is not None:
+                src = self.resolve(conn, source, "source")
+                self.check_read(conn, src)
+                if src.mode != "ro":
+                    raise Conflict(
+                        reason=f"{src.name!r} is a volume: clone a snapshot of it (atoll volume snapshot)"
+                    )
+                if size is None:
+                    size = src.size
+                if size < src.size:
+                    raise InvalidInput(
+                        "volume size %(size)s is smaller than its source %(src)s (%(srcsize)s)",
+                        size=format_size(size),
+                        src=src.name,
+                        srcsize=format_size(src.size),
+                    )
+                if src.backend != backend.name:
+                    backend = self.store.backend(src.backend)
+                    locator = backend.new_locator(rid, "rw")
+            elif size is None:
+                raise InvalidInput("an empty volume needs a size (--size)")
+            self.insert_pending(
+                conn,
+                rid=rid,
+                size=size,
+                mode="rw",
+                backend=backend.name,
+                locator=locator,
+                disk_format="qcow2" if backend.name == "qcow2" else "raw",
+                parent=src.id if src else None,
+                op="clone" if src else "create",
+                remove_on_abort=[locator],
+            )
+            if src is not None:  # hold the source until we know whether the clone needs it
+                conn.execute(insert(t.deps).values(resource_id=rid, requires_id=src.id))
+            conn.execute(
+                t.volume_views.insert().values(
+                    resource_id=rid,
+                    name=name,
+                    status="available",
+                    ganeti=json.dumps(ganeti or {}),
+                    created_at=now(),
+                )
+            )
+        try:
+            if src is None:
+                backend.create_empty(locator, size)
+            else:
+                result = backend.clone(src.locator, src.disk_format, locator, size)
+            with self.catalog.write() as conn:
+                if src is not None and not result.depends_on_source:
+                    conn.execute(delete(t.deps).where(t.deps.c.resource_id == rid))
+                self.mark_available(conn, rid)
+        except BaseException:
+            self.abort_pending(rid)
+            raise
+        return self.get(rid)
+
+    def snapshot(self, ref: str, name: str) -> Resource:
+        """Freeze the volume's content as a read-only Snapshot (an image with EXCLUDE_ALL_TASKS)."""
+        check_name(name, "snapshot name")
+        vol = self.get(ref, "volume")
+        with self.lock(vol.id):
+            with self.write_then_remove() as (conn, _):
+                vol = self._volume(conn, ref)
+                backend = self.store.backend(vol.backend)
+                self.store.images._check_name_free(conn, name)
+                if conn.execute(
+                    select(t.object_views.c.resource_id).where(
+                        t.object_views.c.container == SNAPSHOTS_CONTAINER, t.object_views.c.name == name
+                    )
+                ).first():
+                    raise AlreadyExists(what="object", name=f"{SNAPSHOTS_CONTAINER}/{name}")
+                sid = new_id()
+                frozen = backend.snapshot_layout == SnapshotLayout.FREEZE_TOP
+                new_locator = (
+                    backend.new_locator(new_id(), "rw") if frozen else backend.new_locator(sid, "ro")
+                )
+                self.insert_pending(
+                    conn,
+                    rid=sid,
+                    size=vol.size,
+                    mode="ro",
+                    backend=vol.backend,
+                    locator=vol.locator if frozen else new_locator,
+                    disk_format=vol.disk_format,
+                    parent=vol.id,
+                    op="snapshot",
+                    remove_on_abort=[new_locator],
+                )
+                props = self.store.images.inherited_properties(conn, vol)
+                props.update({EXCLUDE_ALL_TASKS: "yes", SNAPSHOT_OF: vol.id})
+                self._insert_snapshot_views(conn, sid, name, props)
+            try:
+                result = backend.snapshot(vol.locator, new_locator)
+                with self.catalog.write() as conn:
+                    self._link_snapshot(conn, vol, sid, result.layout, result.volume_locator)
+                    self.mark_available(
+                        conn, sid, locator=result.snapshot_locator, disk_format=result.snapshot_format
+                    )
+            except BaseException:
+                self.abort_pending(sid)
+                raise
+        return self.get(sid)
+
+    def _insert_snapshot_views(self, conn: Connection, sid: str, name: str, props: dict[str, str]) -> None:
+        stamp = now()
+        conn.execute(
+            t.object_views.insert().values(
+                resource_id=sid,
+                container=SNAPSHOTS_CONTAINER,
+                name=name,
+                content_type="application/octet-stream",
+                meta="{}",
+                created_at=stamp,
+            )
+        )
+        conn.execute(
+            t.image_views.insert().values(
+                resource_id=sid,
+                name=name,
+                owner=self.caller.name,
+                visibility="private",
+                status="active",
+                disk_format="raw",
+                container_format="bare",
+                properties=json.dumps(props, sort_keys=True),
+                created_at=stamp,
+                updated_at=stamp,
+            )
+        )
+
+    def _link_snapshot(
+        self, conn: Connection, vol: Resource, sid: str, layout: SnapshotLayout, volume_locator: str
+    ) -> None:
+        if layout == SnapshotLayout.FREEZE_TOP:
+            # The volume's old top is now the snapshot: it inherits what the volume required, and the
+            # volume's new top requires the snapshot.
+            conn.execute(update(t.deps).where(t.deps.c.resource_id == vol.id).values(resource_id=sid))
+            conn.execute(insert(t.deps).values(resource_id=vol.id, requires_id=sid))
+            conn.execute(
+                update(t.resources)
+                .where(t.resources.c.id == vol.id)
+                .values(locator=volume_locator, disk_format="qcow2", updated_at=now())
+            )
+        elif layout == SnapshotLayout.INTERNAL:
+            conn.execute(insert(t.deps).values(resource_id=sid, requires_id=vol.id))
+
+    def grow(self, ref: str, size: int) -> Resource:
+        vol = self.get(ref, "volume")
+        with self.lock(vol.id):
+            with self.catalog.read() as conn:
+                vol = self._volume(conn, ref)
+            if size == vol.size:
+                return vol
+            if size < vol.size:
+                raise InvalidInput(
+                    "cannot shrink volume %(name)s from %(old)s to %(new)s",
+                    name=vol.name,
+                    old=format_size(vol.size),
+                    new=format_size(size),
+                )
+            self.store.backend(vol.backend).grow(vol.locator, size)
+            with self.catalog.write() as conn:
+                conn.execute(
+                    update(t.resources).where(t.resources.c.id == vol.id).values(size=size, updated_at=now())
+                )
+        return self.get(vol.id)
+
+    def delete(self, ref: str) -> None:
+        """Delete a volume; snapshots taken from it stay (their data is kept while they need it)."""
+        vol = self.get(ref, "volume")
+        with self.lock(vol.id), self.write_then_remove() as (conn, files):
+            vol = self._volume(conn, ref)
+            files += self.hide(conn, vol.id)
+
+    def list(self) -> builtins.list[Resource]:
+        with self.catalog.read() as conn:
+            q = (
+                select(t.volume_views.c.resource_id)
+                .join(t.resources, t.resources.c.id == t.volume_views.c.resource_id)
+                .where(t.resources.c.state == "available")
+                .order_by(t.volume_views.c.name)
+            )
+            found = [self.load(conn, rid) for (rid,) in conn.execute(q)]
+            return [r for r in found if self.can_read(conn, r)]
+
+    def show(self, ref: str) -> Resource:
+        with self.catalog.read() as conn:
+            return self._volume(conn, ref)
+
+    def set_ganeti(self, ref: str, values: dict[str, Any]) -> Resource:
+        with self.catalog.write() as conn:
+            vol = self._volume(conn, ref)
+            merged = {**vol.volume.ganeti, **values} if vol.volume else values
+            conn.execute(
+                update(t.volume_views)
+                .where(t.volume_views.c.resource_id == vol.id)
+                .values(ganeti=json.dumps(merged))
+            )
+            return self.load(conn, vol.id)
+
+    def find_by_ganeti(self, key: str, value: str) -> Resource:
+        """Find the volume whose Ganeti identity ``key`` (e.g. ``VOL_NAME``) is ``value``."""
+        with self.catalog.read() as conn:
+            for rid, ganeti in conn.execute(select(t.volume_views.c.resource_id, t.volume_views.c.ganeti)):
+                if json.loads(ganeti).get(key) == value:
+                    return self.load(conn, rid)
+        raise NotFound(what="volume with " + key, ref=value)

@@ -1,0 +1,1 @@
+"""Small shared helpers: processes, sizes, names, rollback."""

@@ -1,0 +1,40 @@
+"""One rollback path: push undo steps as work proceeds; on an exception they run in reverse order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+LOG = logging.getLogger(__name__)
+
+
+class Undo:
+    def __init__(self) -> None:
+        self._steps: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    def push(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._steps.append((fn, args))
+
+    def clear(self) -> None:
+        self._steps.clear()
+
+    def run(self) -> None:
+        while self._steps:
+            fn, args = self._steps.pop()
+            try:
+                fn(*args)
+            except Exception:  # the original error matters more; keep undoing the rest
+                LOG.exception("rollback step %s failed", getattr(fn, "__name__", fn))
+
+
+@contextmanager
+def rollback() -> Iterator[Undo]:
+    """``with rollback() as undo: undo.push(remove, path)`` — the steps run only if the block raises."""
+    undo = Undo()
+    try:
+        yield undo
+    except BaseException:
+        undo.run()
+        raise
