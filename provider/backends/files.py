@@ -13,7 +13,24 @@ from provider.backends.base import Backend, ImportResult
 from provider.errors import BackendError, BadConfiguration, StorageFull
 
 CHUNK = 4 << 20
+BLOCK = 64 << 10
 _ZERO = bytes(CHUNK)
+
+
+def write_sparse(out: IO[bytes], chunk: bytes) -> None:
+    """Write ``chunk`` at the current offset, seeking over all-zero 64 KiB blocks (holes stay holes)."""
+    if chunk == _ZERO[: len(chunk)]:
+        out.seek(len(chunk), os.SEEK_CUR)
+        return
+    view = memoryview(chunk)
+    start = 0
+    while start < len(chunk):
+        block = view[start : start + BLOCK]
+        if block == _ZERO[: len(block)]:
+            out.seek(len(block), os.SEEK_CUR)
+        else:
+            out.write(block)
+        start += BLOCK
 
 
 def translate_oserror(e: OSError, path: Path) -> Exception:
@@ -69,10 +86,7 @@ class FileBackend(Backend):
                     if not chunk:
                         break
                     digest.update(chunk)
-                    if chunk == _ZERO[: len(chunk)]:
-                        out.seek(len(chunk), os.SEEK_CUR)  # keep zeros sparse
-                    else:
-                        out.write(chunk)
+                    write_sparse(out, chunk)
                     size += len(chunk)
                     if progress:
                         progress(len(chunk))
