@@ -1,0 +1,1 @@
+"""Image access: the guest root filesystem through e2fsprogs (no root) or a loop mount (root)."""

@@ -1,0 +1,69 @@
+"""DeleteSSHKeys: delete the image's SSH host keys and write fresh ones (without keys there is no sshd)."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+
+from customization import process
+from customization.tasks.base import TaskContext, TaskMeta, TaskResult
+
+META = TaskMeta(
+    name="DeleteSSHKeys",
+    summary="Replace the image's SSH host keys with freshly generated ones",
+    runs_after=("FilesystemResize", "AssignHostname"),
+)
+SSH_DIR = "/etc/ssh"
+DEFAULT_TYPES = ("rsa", "ecdsa", "ed25519")  # what `ssh-keygen -A` makes
+_KEY_RE = re.compile(r"^ssh_host_([a-z0-9]+)_key(\.pub)?$")
+_BITS = {"rsa": "3072", "ecdsa": "256", "dsa": "1024"}
+
+
+def _generate(types: list[str], comment: str, workdir: str) -> dict[str, tuple[bytes, bytes]]:
+    """New key pairs, one ssh-keygen per type, all at once (RSA dominates the time)."""
+    argvs = []
+    for kind in types:
+        argv = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", comment, "-f", os.path.join(workdir, kind)]
+        if kind in _BITS:
+            argv[4:4] = ["-b", _BITS[kind]]
+        argvs.append(argv)
+    process.run_parallel(argvs)
+    out = {}
+    for kind in types:
+        with (
+            open(os.path.join(workdir, kind), "rb") as priv,
+            open(os.path.join(workdir, kind) + ".pub", "rb") as pub,
+        ):
+            out[kind] = (priv.read(), pub.read())
+    return out
+
+
+def run(ctx: TaskContext) -> TaskResult:
+    guest = ctx.guest
+    if not guest.exists(SSH_DIR):
+        return TaskResult("the image has no /etc/ssh", changed=False)
+    names = [n for n in guest.listdir(SSH_DIR) if _KEY_RE.match(n)]
+    old = {n: guest.lstat(f"{SSH_DIR}/{n}") for n in names}
+    types = sorted({m.group(1) for n in names if (m := _KEY_RE.match(n))}) or list(DEFAULT_TYPES)
+    types = [t for t in types if t != "dsa"]  # OpenSSH no longer makes DSA keys; drop them
+    for name in names:
+        guest.remove(f"{SSH_DIR}/{name}")
+    host = ctx.params.hostname or "localhost"
+    with tempfile.TemporaryDirectory(prefix="atoll-hostkeys-") as tmp:
+        keys = _generate(types, f"root@{host}", tmp)
+    for kind, (private, public) in keys.items():
+        for name, data, default_mode in (
+            (f"ssh_host_{kind}_key", private, 0o600),
+            (f"ssh_host_{kind}_key.pub", public, 0o644),
+        ):
+            st = old.get(name)
+            keep = st is not None and st.kind == "file"
+            guest.write(
+                f"{SSH_DIR}/{name}",
+                data,
+                mode=st.mode if keep and st else default_mode,
+                uid=st.uid if keep and st else 0,
+                gid=st.gid if keep and st else 0,
+            )
+    return TaskResult(f"{len(names)} old host key file(s) deleted, new {', '.join(types)} keys written")
