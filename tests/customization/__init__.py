@@ -1,0 +1,1 @@
+"""Tests of the customization engine (mirrors the customization package)."""
