@@ -152,6 +152,8 @@ def read_table(disk: Disk) -> PartitionTable:
         raise DiskError(f"{disk.path}: partition table type {table.label!r} is not supported (MBR or GPT)")
     if not parts:
         raise DiskError(f"{disk.path}: the partition table has no partitions")
+    if table.label == "dos" and any(p.type.lower() == "ee" for p in parts):
+        raise DiskError(f"{disk.path}: a protective MBR without a valid GPT (both GPT headers are corrupt)")
     for part in parts:
         if part.size <= 0 or part.start <= 0 or part.end > disk.sectors:
             raise DiskError(

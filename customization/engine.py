@@ -81,13 +81,13 @@ class _Session:
             else:
                 self._guest = MountedFS(self.disk.path, root.offset, root.bytes, self.fstype)
             self.ctx.facts["access"] = self._guest.kind
+            self._os = distros.detect(self._guest)  # also turns on SELinux label handling
+            self.ctx.facts["guest_os"] = self._os.release.get("PRETTY_NAME", self._os.name)
         return self._guest
 
     def os(self) -> distros.Linux:
-        if self._os is None:
-            self._os = distros.detect(self.guest())
-            assert self.ctx is not None
-            self.ctx.facts["guest_os"] = self._os.release.get("PRETTY_NAME", self._os.name)
+        self.guest()
+        assert self._os is not None
         return self._os
 
     def close(self, *, check: bool) -> None:
