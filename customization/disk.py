@@ -68,6 +68,7 @@ class PartitionTable:
     id: str
     partitions: tuple[Partition, ...]
     last_lba: int | None = None
+    primary_gpt_corrupt: bool = False  # sfdisk fell back to the backup GPT
 
     def get(self, number: int) -> Partition:
         for part in self.partitions:
@@ -132,9 +133,10 @@ def _number(node: str) -> int:
 def read_table(disk: Disk) -> PartitionTable:
     """Read and sanity-check the partition table; a corrupt table or a partition past the end is an error."""
     try:
-        out = process.run(["sfdisk", "--json", disk.path]).stdout
+        result = process.run(["sfdisk", "--json", disk.path])
     except ToolError as e:
         raise DiskError(f"{disk.path}: no readable partition table ({e})") from e
+    out = result.stdout
     try:
         data = json.loads(out)["partitiontable"]
     except (ValueError, KeyError) as e:
@@ -147,20 +149,54 @@ def read_table(disk: Disk) -> PartitionTable:
         )
         for p in data.get("partitions", [])
     )
-    table = PartitionTable(str(data.get("label")), str(data.get("id")), parts, data.get("lastlba"))
+    corrupt = "primary GPT table is corrupt" in result.stderr
+    table = PartitionTable(str(data.get("label")), str(data.get("id")), parts, data.get("lastlba"), corrupt)
     if table.label not in ("gpt", "dos"):
         raise DiskError(f"{disk.path}: partition table type {table.label!r} is not supported (MBR or GPT)")
     if not parts:
         raise DiskError(f"{disk.path}: the partition table has no partitions")
-    if table.label == "dos" and any(p.type.lower() == "ee" for p in parts):
-        raise DiskError(f"{disk.path}: a protective MBR without a valid GPT (both GPT headers are corrupt)")
     for part in parts:
         if part.size <= 0 or part.start <= 0 or part.end > disk.sectors:
             raise DiskError(
                 f"{disk.path}: partition {part.number} (sectors {part.start}-{part.end - 1}) lies past "
                 f"the end of the {disk.sectors}-sector disk"
             )
+    if table.label == "dos" and any(p.type.lower() == "ee" for p in parts):
+        raise DiskError(
+            f"{disk.path}: a protective MBR without a valid GPT (corrupt GPT headers or a truncated disk)"
+        )
     return table
+
+
+def superblock_size(disk: Disk, part: Partition, fstype: str) -> int | None:
+    """The size a filesystem claims in its superblock (ext, xfs, btrfs), read without any tool."""
+    fd = os.open(disk.path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if fstype in ("ext2", "ext3", "ext4"):
+            sb = os.pread(fd, 1024, part.offset + 1024)
+            blocks = int.from_bytes(sb[4:8], "little")
+            if int.from_bytes(sb[0x60:0x64], "little") & 0x80:  # INCOMPAT_64BIT
+                blocks |= int.from_bytes(sb[0x150:0x154], "little") << 32
+            return blocks * (1024 << int.from_bytes(sb[0x18:0x1C], "little"))
+        if fstype == "xfs":
+            sb = os.pread(fd, 16, part.offset)
+            return int.from_bytes(sb[4:8], "big") * int.from_bytes(sb[8:16], "big")
+        if fstype == "btrfs":
+            sb = os.pread(fd, 0xE0, part.offset + 0x10000)
+            return int.from_bytes(sb[0xD1:0xD9], "little")  # dev_item.total_bytes of this device
+        return None
+    finally:
+        os.close(fd)
+
+
+def check_fits(disk: Disk, part: Partition, fstype: str) -> None:
+    """A filesystem larger than its partition is a damaged image: refuse before anything is written."""
+    size = superblock_size(disk, part, fstype)
+    if size is not None and size > part.bytes:
+        raise DiskError(
+            f"the {fstype} filesystem ({size} bytes) is larger than partition {part.number} "
+            f"({part.bytes} bytes); refusing to shrink or use it"
+        )
 
 
 def probe_filesystem(disk: Disk, part: Partition) -> str | None:

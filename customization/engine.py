@@ -112,6 +112,7 @@ def _choose(
         raise UnsupportedImage(f"customizing {fstype} mounts it through a loop device, which needs root")
     if backend == "debugfs" and fstype not in EXT:
         raise UnsupportedImage(f"the debugfs backend handles ext2/3/4 only, not {fstype}")
+    d.check_fits(disk, root, fstype)
     if props.swap is not None and props.swap.disk_letter is not None:
         raise UnsupportedImage(
             f"SWAP={props.swap.disk_letter} needs a second disk; only the root disk is customized"
@@ -180,7 +181,10 @@ def customize(
     table = d.read_table(target)
     root, fstype = _choose(target, table, props, backend)
     plan = [(m, skip_reason(m, props, params)) for m in modules]
-    target = d.grow_disk(target, grow_to)  # the first write
+    if table.primary_gpt_corrupt:  # the first write: rebuild the primary GPT while the backup is findable
+        report.warnings.append("the primary GPT header was corrupt; rebuilt from the backup")
+        d.relocate_gpt_backup(target)
+    target = d.grow_disk(target, grow_to)
     table = d.read_table(target)
     session = _Session(target, fstype, backend)
     ctx = TaskContext(

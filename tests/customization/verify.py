@@ -125,3 +125,11 @@ def leftovers() -> tuple[set[str], set[str]]:
     mounts = {ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines() if "atoll-guest-" in ln}
     loops = set(sh("losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE").stdout.splitlines())
     return mounts, loops
+
+
+def digest(path: Path) -> tuple[int, str]:
+    """(size, sha256) of a file: proves a failed run wrote nothing."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return os.fstat(f.fileno()).st_size, hashlib.file_digest(f, "sha256").hexdigest()
