@@ -16,7 +16,6 @@ from typing import BinaryIO
 from customization.engine import customize
 from customization.errors import ParameterError
 from customization.ganeti_os import osparams
-from customization.report import TaskOutcome
 from provider.errors import UsageError
 from provider.ganeti import osglue
 from provider.ganeti.script import open_store, run
@@ -39,10 +38,6 @@ def _check_api(environ: Mapping[str, str]) -> None:
     version = environ.get("OS_API_VERSION", str(osparams.API_VERSION))
     if version != str(osparams.API_VERSION):
         raise UsageError("OS API version %(v)s is not supported (only 20)", v=version)
-
-
-def _progress(outcome: TaskOutcome) -> None:
-    LOG.info("%s", outcome.line())
 
 
 def _install_source(
@@ -84,7 +79,7 @@ def create(environ: Mapping[str, str]) -> None:
         properties = {**properties, **request.img_properties}
         what = f"volume {vol.name}" if vol is not None else str(disk)
         LOG.info("customizing %s of instance %s%s", what, name, " (reinstall)" if reinstall else "")
-        report = customize(disk, properties, request.params, on_progress=_progress)
+        report = customize(disk, properties, request.params)  # the engine logs each task's outcome
     for warning in report.warnings:
         LOG.warning("%s", warning)
     LOG.info("instance %s installed in %.1f s", name, report.seconds)
