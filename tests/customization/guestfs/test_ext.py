@@ -51,7 +51,7 @@ def test_debugfs_failures_are_errors_despite_exit_0(make_image: MakeImage) -> No
             subprocess.run(["debugfs", "-R", "cat /no/such/file", guest.spec], capture_output=True).returncode
             == 0
         )
-        with pytest.raises(FilesystemError, match="debugfs: .*File not found"):
+        with pytest.raises(FilesystemError, match=r"debugfs: .*File not found"):
             guest._run(["cat /no/such/file"])
     finally:
         guest.close()
