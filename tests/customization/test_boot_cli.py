@@ -81,8 +81,8 @@ def test_cli_clone_is_customized_and_boots(
     (tmp_path / "key.pub").write_text(ssh_keypair[1] + "\n")
     atoll("init")
     atoll("object", "upload", "images/debian-boot.raw", info.path)
-    atoll("image", "register", "images/debian-boot.raw", "--name", "debian-boot", "--property", "OSFAMILY=linux",
-          "--property", "ROOT_PARTITION=1", "--property", "USERS=root")  # fmt: skip
+    props = ("--property", "OSFAMILY=linux", "--property", "ROOT_PARTITION=1", "--property", "USERS=root")
+    atoll("image", "register", "images/debian-boot.raw", "--name", "debian-boot", *props)
     created = atoll(
         "volume", "create", "vm1", "--from", "debian-boot", "--size", "3G", "--hostname", "atoll-cli-vm",
         "--ssh-key", str(tmp_path / "key.pub"), "--password-file", str(tmp_path / "pw"),
