@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
-from collections.abc import Callable, Iterable
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -17,20 +19,32 @@ BLOCK = 64 << 10
 _ZERO = bytes(CHUNK)
 
 
-def write_sparse(out: IO[bytes], chunk: bytes) -> None:
-    """Write ``chunk`` at the current offset, seeking over all-zero 64 KiB blocks (holes stay holes)."""
+def data_runs(chunk: bytes) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each run of ``chunk`` that is not made of all-zero 64 KiB blocks."""
     if chunk == _ZERO[: len(chunk)]:
-        out.seek(len(chunk), os.SEEK_CUR)
         return
     view = memoryview(chunk)
-    start = 0
-    while start < len(chunk):
+    run_start = None
+    for start in range(0, len(chunk), BLOCK):
         block = view[start : start + BLOCK]
         if block == _ZERO[: len(block)]:
-            out.seek(len(block), os.SEEK_CUR)
-        else:
-            out.write(block)
-        start += BLOCK
+            if run_start is not None:
+                yield run_start, start
+                run_start = None
+        elif run_start is None:
+            run_start = start
+    if run_start is not None:
+        yield run_start, len(chunk)
+
+
+def write_sparse(out: IO[bytes], chunk: bytes) -> None:
+    """Write ``chunk`` at the current offset, seeking over all-zero 64 KiB blocks (holes stay holes)."""
+    base = out.tell()
+    view = memoryview(chunk)
+    for start, end in data_runs(chunk):
+        out.seek(base + start)
+        out.write(view[start:end])
+    out.seek(base + len(chunk))
 
 
 def translate_oserror(e: OSError, path: Path) -> Exception:
@@ -81,10 +95,7 @@ class FileBackend(Backend):
         size = 0
         try:
             with open(path, "xb") as out:
-                while True:
-                    chunk = stream.read(CHUNK)
-                    if not chunk:
-                        break
+                for chunk in _chunks(stream):
                     digest.update(chunk)
                     write_sparse(out, chunk)
                     size += len(chunk)
@@ -102,6 +113,38 @@ class FileBackend(Backend):
             raise
         _fsync_dir(self.data_dir)
         return ImportResult(size=size, sha256=digest.hexdigest())
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    """Read ``stream`` in chunks; holes of a sparse regular file are produced without reading them."""
+    try:
+        fd = stream.fileno()
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        regular = False
+    if not regular:
+        while chunk := stream.read(CHUNK):
+            yield chunk
+        return
+    end = os.fstat(fd).st_size
+    pos = os.lseek(fd, 0, os.SEEK_CUR)
+    while pos < end:
+        try:
+            data = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:  # ENXIO: only a hole remains
+            data = end
+        while pos < data:  # a hole: zeros, without touching the file
+            n = min(CHUNK, data - pos)
+            yield _ZERO[:n]
+            pos += n
+        hole = os.lseek(fd, pos, os.SEEK_HOLE) if pos < end else end
+        os.lseek(fd, pos, os.SEEK_SET)
+        while pos < hole:
+            chunk = os.read(fd, min(CHUNK, hole - pos))
+            if not chunk:
+                return
+            yield chunk
+            pos += len(chunk)
 
 
 def _fsync_dir(path: Path) -> None:

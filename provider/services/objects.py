@@ -13,6 +13,7 @@ from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput
 from provider.services.base import Service, new_id, now
 from provider.services.model import Resource
+from provider.utils.faults import failpoint
 from provider.utils.names import check_key, check_value, split_object_ref
 
 SNAPSHOTS_CONTAINER = "snapshots"
@@ -60,6 +61,7 @@ class ObjectService(Service):
             )
         try:
             result = backend.import_stream(locator, stream, progress)
+            failpoint("upload.after-backend")
             with self.catalog.write() as conn:
                 self.mark_available(conn, rid, size=result.size, sha256=result.sha256)
         except BaseException:

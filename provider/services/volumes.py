@@ -14,6 +14,7 @@ from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from provider.services.base import Service, new_id, now
 from provider.services.model import Resource
 from provider.services.objects import SNAPSHOTS_CONTAINER
+from provider.utils.faults import failpoint
 from provider.utils.names import check_name
 from provider.utils.props import EXCLUDE_ALL_TASKS
 from provider.utils.sizes import format_size
@@ -97,6 +98,7 @@ class VolumeService(Service):
                 backend.create_empty(locator, size)
             else:
                 result = backend.clone(src.locator, src.disk_format, locator, size)
+            failpoint("clone.after-backend")
             with self.catalog.write() as conn:
                 if src is not None and not result.depends_on_source:
                     conn.execute(delete(t.deps).where(t.deps.c.resource_id == rid))
@@ -143,6 +145,7 @@ class VolumeService(Service):
                 self._insert_snapshot_views(conn, sid, name, props)
             try:
                 result = backend.snapshot(vol.locator, new_locator)
+                failpoint("snapshot.after-backend")
                 with self.catalog.write() as conn:
                     self._link_snapshot(conn, vol, sid, result.layout, result.volume_locator)
                     self.mark_available(
