@@ -23,6 +23,17 @@ from customization.tasks.base import TaskContext, TaskModule
 
 LOG = logging.getLogger(__name__)
 EXT = ("ext2", "ext3", "ext4")
+# What the Linux tasks read: listed and read in two debugfs runs when the guest is opened.
+PREFETCH = {
+    "/": (),
+    "/etc": ("passwd", "group", "shadow", "hostname", "hosts", "os-release", "machine-id", "fstab"),
+    "/etc/ssh": ("sshd_config",),
+    "/etc/selinux": ("config",),
+    "/root": (),
+    "/root/.ssh": ("authorized_keys",),
+    "/home": (),
+    "/var/lib/dbus": ("machine-id",),
+}
 Backend = Literal["auto", "debugfs", "mount"]
 
 
@@ -78,6 +89,7 @@ class _Session:
                 self.ext_prepare()
             if self.fstype in EXT and self.backend != "mount":
                 self._guest = DebugfsFS(ext.spec(self.disk, root))
+                self._guest.prefetch(PREFETCH)
             else:
                 self._guest = MountedFS(self.disk.path, root.offset, root.bytes, self.fstype)
             self.ctx.facts["access"] = self._guest.kind
@@ -90,10 +102,20 @@ class _Session:
         assert self._os is not None
         return self._os
 
+    def flush(self) -> None:
+        if self._guest is not None:
+            self._guest.flush()
+
     def close(self, *, check: bool) -> None:
         guest, self._guest = self._guest, None
         if guest is not None:
-            guest.close()
+            try:
+                if check:
+                    guest.flush()
+                    if isinstance(guest, DebugfsFS):
+                        guest.verify()
+            finally:
+                guest.close()
         if check and self.ctx is not None:
             d.verify_table(self.disk)
             if self.fstype in EXT and self._sb is not None:
@@ -132,6 +154,7 @@ def _run_tasks(
     ctx: TaskContext,
     report: Report,
     on_progress: Callable[[TaskOutcome], None] | None,
+    flush: Callable[[], None],
 ) -> None:
     for module, reason in plan:
         name = module.META.name
@@ -141,6 +164,7 @@ def _run_tasks(
         start = time.monotonic()
         try:
             result = module.run(ctx)
+            flush()  # queued writes land now, so an error belongs to this task
         except (CustomizationError, OSError) as e:
             message = (
                 str(e) if isinstance(e, CustomizationError) else f"{type(e).__name__}: {e.strerror or e}"
@@ -204,8 +228,13 @@ def customize(
     report.facts.update({"table": table.label, "root_partition": root.number, "filesystem": fstype})
     ok = False
     try:
-        _run_tasks(plan, ctx, report, on_progress)
-        ok = True
+        with ctx.stack:
+            for module, reason in plan:
+                prepare = getattr(module, "prepare", None)
+                if reason is None and prepare is not None:
+                    prepare(ctx)
+            _run_tasks(plan, ctx, report, on_progress, session.flush)
+            ok = True
     finally:
         session.close(check=ok)
     report.seconds = time.monotonic() - started

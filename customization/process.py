@@ -89,32 +89,33 @@ def run(
     return result
 
 
-def run_parallel(argvs: Sequence[Sequence[str]]) -> None:
-    """Run independent programs at once (no stdin); raise ToolError for the first that failed."""
-    procs = []
-    for argv in argvs:
-        args = [str(a) for a in argv]
-        LOG.debug("run (parallel) %s", args)
-        try:
-            procs.append(
-                (
-                    args,
-                    subprocess.Popen(
-                        args,
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
-                        env=base_env(),
-                    ),
-                )
-            )
-        except FileNotFoundError as e:
-            raise ToolError(f"{args[0]} is not installed (scripts/install-deps.sh installs it)") from e
+def start(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    """Start a program in the background (no stdin, output captured); finish it with ``wait``."""
+    args = [str(a) for a in argv]
+    LOG.debug("start %s", args)
+    try:
+        return subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base_env()
+        )
+    except FileNotFoundError as e:
+        raise ToolError(f"{args[0]} is not installed (scripts/install-deps.sh installs it)") from e
+
+
+def wait(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Wait for programs started with ``start``; raise ToolError for the first that failed."""
     failed = None
-    for args, proc in procs:
+    for proc in procs:
         _, err = proc.communicate(timeout=600)
         if proc.returncode != 0 and failed is None:
-            why = last_line(err.decode("utf-8", "replace"))
-            failed = f"{os.path.basename(args[0])} failed (exit {proc.returncode}): {why}"
+            name = os.path.basename(str(proc.args[0]))  # type: ignore[index]
+            failed = f"{name} failed (exit {proc.returncode}): {last_line(err.decode('utf-8', 'replace'))}"
     if failed:
         raise ToolError(failed)
+
+
+def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Kill and reap background programs that are no longer wanted."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()

@@ -63,6 +63,10 @@ class GuestFS(abc.ABC):
     def _get_label(self, path: str) -> bytes | None:
         """The SELinux label (security.selinux xattr) of ``path``, or None."""
 
+    def flush(self) -> None:
+        """Apply queued changes now (the debugfs backend batches writes); errors surface here."""
+        return None
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release what the backend holds (mounts, loop devices, temporary files)."""

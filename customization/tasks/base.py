@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ class TaskContext:
     ext_prepare: Callable[[], dict[str, str]]
     warnings: list[str] = field(default_factory=list)
     facts: dict[str, object] = field(default_factory=dict)
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # closed by the engine
+    scratch: dict[str, object] = field(default_factory=dict)  # what prepare() hands to run()
 
     @property
     def guest(self) -> GuestFS:
@@ -86,7 +89,8 @@ class TaskContext:
 
 
 class TaskModule(Protocol):
-    """A task module: a ``META`` and a ``run``."""
+    """A task module: a ``META`` and a ``run``; it may also define ``prepare(ctx)``, which the engine calls
+    for every active task before the first one runs (to start slow work in the background)."""
 
     META: TaskMeta
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 import tempfile
+from typing import cast
 
 from customization import process
 from customization.tasks.base import TaskContext, TaskMeta, TaskResult
@@ -20,15 +23,41 @@ _KEY_RE = re.compile(r"^ssh_host_([a-z0-9]+)_key(\.pub)?$")
 _BITS = {"rsa": "3072", "ecdsa": "256", "dsa": "1024"}
 
 
-def _generate(types: list[str], comment: str, workdir: str) -> dict[str, tuple[bytes, bytes]]:
-    """New key pairs, one ssh-keygen per type, all at once (RSA dominates the time)."""
-    argvs = []
+def _keygen_argv(kind: str, comment: str, path: str) -> list[str]:
+    argv = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", comment, "-f", path]
+    if kind in _BITS:
+        argv[4:4] = ["-b", _BITS[kind]]
+    return argv
+
+
+def prepare(ctx: TaskContext) -> None:
+    """Start making the usual key types now: RSA takes most of a second, so it overlaps the other tasks."""
+    workdir = tempfile.mkdtemp(prefix="atoll-hostkeys-")
+    ctx.stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+    comment = f"root@{ctx.params.hostname or 'localhost'}"
+    procs = {
+        kind: process.start(_keygen_argv(kind, comment, os.path.join(workdir, kind)))
+        for kind in DEFAULT_TYPES
+    }
+    ctx.stack.callback(process.stop, list(procs.values()))
+    ctx.scratch["hostkeys"] = (workdir, procs)
+
+
+def _generate(ctx: TaskContext, types: list[str]) -> dict[str, tuple[bytes, bytes]]:
+    """Key pairs of the given types: from prepare() where it made them, else made now, all at once."""
+    state = ctx.scratch.pop("hostkeys", None)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    if state is None:
+        workdir = tempfile.mkdtemp(prefix="atoll-hostkeys-")
+        ctx.stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+    else:
+        workdir, started = cast(tuple[str, dict[str, subprocess.Popen[bytes]]], state)
+        procs.update(started)
+    comment = f"root@{ctx.params.hostname or 'localhost'}"
     for kind in types:
-        argv = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", comment, "-f", os.path.join(workdir, kind)]
-        if kind in _BITS:
-            argv[4:4] = ["-b", _BITS[kind]]
-        argvs.append(argv)
-    process.run_parallel(argvs)
+        if kind not in procs:
+            procs[kind] = process.start(_keygen_argv(kind, comment, os.path.join(workdir, kind)))
+    process.wait([procs[k] for k in types])
     out = {}
     for kind in types:
         with (
@@ -49,9 +78,7 @@ def run(ctx: TaskContext) -> TaskResult:
     types = [t for t in types if t != "dsa"]  # OpenSSH no longer makes DSA keys; drop them
     for name in names:
         guest.remove(f"{SSH_DIR}/{name}")
-    host = ctx.params.hostname or "localhost"
-    with tempfile.TemporaryDirectory(prefix="atoll-hostkeys-") as tmp:
-        keys = _generate(types, f"root@{host}", tmp)
+    keys = _generate(ctx, types)
     for kind, (private, public) in keys.items():
         for name, data, default_mode in (
             (f"ssh_host_{kind}_key", private, 0o600),
