@@ -77,3 +77,9 @@ class BackendError(AtollError):
 
 class CatalogError(AtollError):
     message = "catalog failure: %(reason)s"
+
+
+class DataPathError(AtollError):
+    """Attaching, detaching or a live operation through the data path failed."""
+
+    message = "data path failure: %(reason)s"

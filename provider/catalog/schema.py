@@ -87,6 +87,23 @@ volume_views = Table(
     Column("created_at", Text, nullable=False),
 )
 
+# One row per resource attached on a host (the data path's record; the pieces themselves are found again
+# on the host: loop devices by backing file, daemons by pid file). access: kernelspace|userspace; kind:
+# block|file|nbd|rbd; state: what detach needs (paths of the daemon's directory and sockets), JSON.
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("resource_id", Text, primary_key=True),
+    Column("host", Text, primary_key=True),
+    Column("mode", Text, nullable=False),
+    Column("access", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("device", Text),
+    Column("uri", Text),
+    Column("state", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+)
+
 _V1 = [
     "CREATE TABLE atoll_meta (key TEXT PRIMARY KEY, value TEXT)",
     """CREATE TABLE resources (
@@ -120,5 +137,15 @@ _V1 = [
         name TEXT NOT NULL UNIQUE, status TEXT NOT NULL, ganeti TEXT NOT NULL, created_at TEXT NOT NULL)""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1]
+_V2 = [
+    """CREATE TABLE attachments (
+        resource_id TEXT NOT NULL REFERENCES resources (id) ON DELETE CASCADE,
+        host TEXT NOT NULL, mode TEXT NOT NULL CHECK (mode IN ('ro', 'rw')),
+        access TEXT NOT NULL CHECK (access IN ('kernelspace', 'userspace')),
+        kind TEXT NOT NULL CHECK (kind IN ('block', 'file', 'nbd', 'rbd')),
+        device TEXT, uri TEXT, state TEXT NOT NULL, created_at TEXT NOT NULL,
+        PRIMARY KEY (resource_id, host))""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
