@@ -37,6 +37,7 @@ setup(
         "atoll.backends": [
             "qcow2 = provider.backends.qcow2:Qcow2Backend",
             "reflink = provider.backends.reflink:ReflinkBackend",
+            "rbd = provider.backends.rbd:RbdBackend",
         ],
     },
     classifiers=[

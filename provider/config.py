@@ -11,6 +11,11 @@ Example::
                               # qcow2), qcow2, reflink, rbd.   Related options: store.path
       path: /srv/atoll
       max_chain_depth: 8      # qcow2 only: merge private layers past this depth
+      # rbd only: several nodes share one Ceph pool (and a PostgreSQL catalog)
+      pool: atoll             # Related options: ceph_conf (/etc/ceph/ceph.conf), user (cephx id: admin)
+      namespace: ""           # an RBD namespace in the pool (Ganeti 3.1 userspace URIs accept none)
+      deferred_removal: trash # a snapshot clones still use: trash (collected once they are gone) or
+                              # flatten (copy its data into the clones now)
     catalog:
       url: sqlite:////srv/atoll/catalog.sqlite   # or postgresql://user@host/atoll
     auth:
@@ -33,6 +38,7 @@ from provider.errors import BadConfiguration
 
 DEFAULT_CONFIG_PATH = Path("/etc/atoll/atoll.yaml")
 BACKENDS = ("local", "qcow2", "reflink", "rbd")
+DEFERRED_REMOVAL = ("trash", "flatten")
 
 
 def default_store_path() -> Path:
@@ -51,6 +57,8 @@ class StoreConfig:
     pool: str = "atoll"
     ceph_conf: str = "/etc/ceph/ceph.conf"
     user: str = "admin"
+    namespace: str = ""  # an RBD namespace inside the pool: several stores can share one pool
+    deferred_removal: str = "trash"  # a snapshot clones still use: trash (collect later) or flatten
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,11 @@ def parse(raw: dict[str, Any] | None, source: Path | None = None) -> Config:
     )
     if store.backend not in BACKENDS:
         raise BadConfiguration(reason=f"store.backend {store.backend!r} is not one of {', '.join(BACKENDS)}")
+    if store.deferred_removal not in DEFERRED_REMOVAL:
+        choices = ", ".join(DEFERRED_REMOVAL)
+        raise BadConfiguration(
+            reason=f"store.deferred_removal {store.deferred_removal!r} is not one of {choices}"
+        )
     if store.max_chain_depth < 2:
         raise BadConfiguration(reason="store.max_chain_depth must be at least 2")
     return Config(

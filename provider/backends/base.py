@@ -152,3 +152,15 @@ class Backend(abc.ABC):
     def path(self, locator: str) -> Path:
         """The local file behind ``locator``, for backends that have one."""
         raise CapabilityNotSupported(backend=self.name, operation="give a local file path")
+
+    def snapshot_locator(self, volume: str, resource_id: str) -> str:
+        """The locator :meth:`snapshot` should give the snapshot ``resource_id`` of ``volume`` when the
+        snapshot is a new object (layouts INDEPENDENT and INTERNAL; nothing is created)."""
+        return self.new_locator(resource_id, "ro")
+
+    def read(self, locator: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes of the backend object at ``locator`` from ``offset``, as stored (to sniff
+        a header)."""
+        with open(self.path(locator), "rb") as f:
+            f.seek(offset)
+            return f.read(length)

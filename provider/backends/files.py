@@ -95,7 +95,7 @@ class FileBackend(Backend):
         size = 0
         try:
             with open(path, "xb") as out:
-                for chunk in _chunks(stream):
+                for chunk in read_chunks(stream):
                     digest.update(chunk)
                     write_sparse(out, chunk)
                     size += len(chunk)
@@ -115,7 +115,7 @@ class FileBackend(Backend):
         return ImportResult(size=size, sha256=digest.hexdigest())
 
 
-def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+def read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
     """Read ``stream`` in chunks; holes of a sparse regular file are produced without reading them."""
     try:
         fd = stream.fileno()

@@ -110,10 +110,8 @@ class ImageService(Service):
             return self.load(conn, res.id)
 
     def _refuse_disguised(self, res: Resource) -> None:
-        backend = self.store.backend(res.backend)
         try:
-            with open(backend.path(res.locator), "rb") as f:
-                head = f.read(512)
+            head = self.store.backend(res.backend).read(res.locator, 0, 512)
         except OSError:
             return
         fmt = _sniff(head)

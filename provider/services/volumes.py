@@ -126,7 +126,9 @@ class VolumeService(Service):
                 sid = new_id()
                 frozen = backend.snapshot_layout == SnapshotLayout.FREEZE_TOP
                 new_locator = (
-                    backend.new_locator(new_id(), "rw") if frozen else backend.new_locator(sid, "ro")
+                    backend.new_locator(new_id(), "rw")
+                    if frozen
+                    else backend.snapshot_locator(vol.locator, sid)
                 )
                 self.insert_pending(
                     conn,
