@@ -37,7 +37,25 @@ def _make_engine(url: str, busy_timeout: float) -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(postgresql_url(url), pool_pre_ping=True, pool_size=2, max_overflow=8)
+
+    @event.listens_for(engine, "connect")
+    def _on_pg_connect(dbapi_conn: Any, _record: Any) -> None:
+        # The writers' advisory lock waits like SQLite's busy timeout, then fails with a clear error.
+        cur = dbapi_conn.cursor()
+        cur.execute(f"SET lock_timeout = {int(busy_timeout * 1000)}")
+        cur.close()
+        dbapi_conn.commit()
+
+    return engine
+
+
+def postgresql_url(url: str) -> str:
+    """``postgresql://…`` (or ``postgres://``) always means psycopg 3, the driver the extra installs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
 
 
 class Catalog:
