@@ -5,11 +5,12 @@ The skip-or-fail rule for missing dependencies lives in tests/helpers.py.
 
 from __future__ import annotations
 
-import contextlib
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,12 @@ import yaml
 
 from provider import config as config_mod
 from provider.services import Caller, Store
-from tests.helpers import need_root, need_tools
+from tests import daemons
+from tests.helpers import need, need_root, need_tools
 
 FILE_BACKENDS = ["qcow2", "reflink"]
+ALL_BACKENDS = [*FILE_BACKENDS, "rbd"]
+CATALOGS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="session")
@@ -43,10 +47,54 @@ def xfs_mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         image.unlink(missing_ok=True)
 
 
-@pytest.fixture
-def catalog_url() -> str:
-    """The catalog the store fixtures use: empty means SQLite inside the store directory."""
-    return os.environ.get("ATOLL_TEST_CATALOG_URL", "")
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server for catalogs: ``$ATOLL_TEST_CATALOG_URL`` when it names one, else a private
+    cluster on loopback started by scripts/postgres-test.sh for the session."""
+    given = os.environ.get("ATOLL_TEST_CATALOG_URL", "")
+    if given.startswith("postgres"):
+        yield given
+        return
+    with daemons.postgres() as server:
+        need(server.ok, server.error)
+        yield server.exports["ATOLL_PG_URL"]
+
+
+@pytest.fixture(params=CATALOGS)
+def catalog_url(request: pytest.FixtureRequest) -> str:
+    """The catalog the store fixtures use: empty means SQLite inside the store directory; on PostgreSQL
+    each test gets a fresh schema."""
+    if request.param == "sqlite":
+        return ""
+    return daemons.new_schema(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="session")
+def ceph_conf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Ceph cluster's configuration file: ``$ATOLL_TEST_CEPH_CONF``, else a micro Ceph started by
+    scripts/micro-ceph.sh for the session (its pool is ``$ATOLL_TEST_CEPH_POOL``, default atoll)."""
+    given = os.environ.get("ATOLL_TEST_CEPH_CONF")
+    if given:
+        yield given
+        return
+    need(importlib.util.find_spec("rbd") is not None, "needs python3-rbd (run scripts/install-deps.sh)")
+    with daemons.micro_ceph(tmp_path_factory.mktemp("micro-ceph")) as cluster:
+        need(cluster.ok, cluster.error)
+        conf = cluster.exports["CEPH_CONF"]
+        os.environ["ATOLL_TEST_CEPH_CONF"] = conf
+        try:
+            yield conf
+        finally:
+            os.environ.pop("ATOLL_TEST_CEPH_CONF", None)
+
+
+def rbd_store_keys(ceph_conf: str) -> dict[str, str]:
+    """store: keys for a fresh rbd store: the test pool, and an RBD namespace of its own."""
+    return {
+        "pool": os.environ.get("ATOLL_TEST_CEPH_POOL", "atoll"),
+        "ceph_conf": ceph_conf,
+        "namespace": f"t-{uuid.uuid4().hex[:12]}",
+    }
 
 
 def _store_dir(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
@@ -85,9 +133,14 @@ class StoreEnv:
         return json.loads(self.cli("-o", "json", *args, user=user).stdout)
 
 
-def make_store_env(backend: str, path: Path, catalog_url: str, schema_prefix: str = "") -> StoreEnv:
+def make_store_env(
+    backend: str, path: Path, catalog_url: str, schema_prefix: str = "", store: dict[str, str] | None = None
+) -> StoreEnv:
     path.mkdir(parents=True, exist_ok=True)
-    raw = {"store": {"backend": backend, "path": str(path)}, "auth": {"admins": ["root", "admin"]}}
+    raw = {
+        "store": {"backend": backend, "path": str(path), **(store or {})},
+        "auth": {"admins": ["root", "admin"]},
+    }
     if catalog_url:
         raw["catalog"] = {"url": catalog_url}
     config_path = path / "atoll.yaml"
@@ -95,11 +148,24 @@ def make_store_env(backend: str, path: Path, catalog_url: str, schema_prefix: st
     return StoreEnv(config_path, config_mod.load(config_path), backend)
 
 
+def backend_env(backend: str, request: pytest.FixtureRequest, tmp_path: Path, catalog_url: str) -> StoreEnv:
+    """A fresh store on ``backend``: reflink on a loop-mounted XFS, rbd in a namespace of its own."""
+    if backend == "rbd":
+        keys = rbd_store_keys(request.getfixturevalue("ceph_conf"))
+        return make_store_env(backend, tmp_path / "store", catalog_url, store=keys)
+    return make_store_env(backend, _store_dir(backend, tmp_path, request), catalog_url)
+
+
 @pytest.fixture(params=FILE_BACKENDS)
 def env(request: pytest.FixtureRequest, tmp_path: Path, catalog_url: str) -> StoreEnv:
     """A fresh store on each file backend (the reflink one on a loop-mounted XFS)."""
-    backend = request.param
-    return make_store_env(backend, _store_dir(backend, tmp_path, request), catalog_url)
+    return backend_env(request.param, request, tmp_path, catalog_url)
+
+
+@pytest.fixture
+def rbd_env(request: pytest.FixtureRequest, tmp_path: Path, catalog_url: str) -> StoreEnv:
+    """A fresh store on the rbd backend, on each catalog."""
+    return backend_env("rbd", request, tmp_path, catalog_url)
 
 
 @pytest.fixture
@@ -125,5 +191,3 @@ def write_disk(path: Path, size: int, pattern: bytes = b"atoll", every: int = 1 
 @pytest.fixture
 def disk(tmp_path: Path) -> Path:
     return write_disk(tmp_path / "disk.raw", 32 << 20)
-
-
