@@ -120,12 +120,15 @@ class Cluster:
         with self._mutex:
             if self._conn is None:
                 rados, _ = bindings()
-                conn = rados.Rados(
-                    conffile=self.config.ceph_conf,
-                    rados_id=self.config.user,
-                    conf={"client_mount_timeout": CONNECT_TIMEOUT, "rados_mon_op_timeout": CONNECT_TIMEOUT},
-                )
                 try:
+                    conn = rados.Rados(
+                        conffile=self.config.ceph_conf,
+                        rados_id=self.config.user,
+                        conf={
+                            "client_mount_timeout": CONNECT_TIMEOUT,
+                            "rados_mon_op_timeout": CONNECT_TIMEOUT,
+                        },
+                    )
                     conn.connect(timeout=int(CONNECT_TIMEOUT))
                 except rados.Error as e:
                     where = f"{self.config.ceph_conf} as client.{self.config.user}"
@@ -137,8 +140,13 @@ class Cluster:
         key = (pool, namespace)
         if key not in self._ioctx:
             conn = self.connect()
-            with translated(pool):
+            rados, _ = bindings()
+            try:
                 io = conn.open_ioctx(pool)
+            except rados.ObjectNotFound as e:
+                raise BadConfiguration(reason=f"rbd pool {pool!r} does not exist") from e
+            except rados.Error as e:
+                raise translate(e, pool) from e
             io.set_namespace(namespace)
             self._ioctx[key] = io
         return self._ioctx[key]

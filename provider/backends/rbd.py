@@ -33,7 +33,7 @@ from provider.backends.base import (
 from provider.backends.ceph import Cluster, Location, bindings, translated
 from provider.backends.files import CHUNK, data_runs, read_chunks
 from provider.config import StoreConfig
-from provider.errors import BackendError, BadConfiguration, NotFound
+from provider.errors import BackendError, NotFound
 from provider.utils import process
 
 LOG = logging.getLogger(__name__)
@@ -58,13 +58,12 @@ class RbdBackend(Backend):
     # ---- configuration and naming ------------------------------------------------------------------
     def check(self) -> None:
         _, rbd = bindings()
-        io = self.cluster.ioctx(self.config.pool)
+        pool = self.cluster.ioctx(self.config.pool)
         ns = self.config.namespace
         if ns:
-            with translated(f"{self.config.pool}/{ns}"):
-                if not rbd.RBD().namespace_exists(io, ns):
-                    rbd.RBD().namespace_create(io, ns)
-        self._ioctx(self.home)
+            with translated(f"{self.config.pool}/{ns}"), suppress(rbd.ImageExists):
+                if not rbd.RBD().namespace_exists(pool, ns):
+                    rbd.RBD().namespace_create(pool, ns)
 
     @property
     def home(self) -> Location:
@@ -80,10 +79,7 @@ class RbdBackend(Backend):
 
     # ---- plumbing ----------------------------------------------------------------------------------
     def _ioctx(self, loc: Location) -> Any:
-        try:
-            return self.cluster.ioctx(loc.pool, loc.namespace)
-        except NotFound as e:
-            raise BadConfiguration(reason=f"rbd pool {loc.pool!r} does not exist") from e
+        return self.cluster.ioctx(loc.pool, loc.namespace)
 
     @contextmanager
     def _open(self, loc: Location, *, read_only: bool = False) -> Iterator[Any]:
