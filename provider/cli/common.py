@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import click
 from tqdm import tqdm
@@ -143,6 +144,27 @@ def progress(total: int | None, desc: str) -> Iterator[Callable[[int], None]]:
             bar.update(n)
 
         yield advance
+
+
+class ProgressWriter(io.RawIOBase):
+    """A write-only stream in front of ``out`` that reports each write to ``advance`` (download bars)."""
+
+    def __init__(self, out: BinaryIO, advance: Callable[[int], None]) -> None:
+        super().__init__()
+        self.out = out
+        self.advance = advance
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.out.write(data)
+        size = memoryview(data).nbytes
+        self.advance(size)
+        return size
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 def pairs_option(flag: str, metavar: str, help: str) -> Callable[[Any], Any]:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import click
 
-from provider.cli.common import Context, pass_ctx, print_resource, print_resources, progress
+from provider.cli.common import (
+    Context,
+    ProgressWriter,
+    pass_ctx,
+    print_resource,
+    print_resources,
+    progress,
+)
 from provider.utils.names import parse_pairs
 
 
@@ -48,8 +55,10 @@ def upload(obj: Context, path: str, file: BinaryIO, meta: tuple[str, ...], conte
 @click.argument("file", type=click.File("wb"), default="-", metavar="[FILE|-]")
 @pass_ctx
 def download(obj: Context, ref: str, file: BinaryIO) -> None:
-    """Write an object's bytes (a snapshot's disk, flattened) to FILE or stdout."""
-    obj.store.objects.download(ref, file)
+    """Write an object's bytes (a snapshot's disk, flattened) to FILE or stdout, with a progress bar."""
+    res = obj.store.objects.readable(ref)
+    with progress(res.size, f"download {ref}") as update:
+        obj.store.objects.download(res.id, cast(BinaryIO, ProgressWriter(file, update)))
 
 
 @group.command("list")

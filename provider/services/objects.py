@@ -78,12 +78,17 @@ class ObjectService(Service):
         if row is not None:
             raise AlreadyExists(what="object", name=f"{container}/{name}")
 
-    def download(self, ref: str, out: IO[bytes]) -> Resource:
+    def readable(self, ref: str) -> Resource:
+        """The read-only resource ``ref`` names, if the caller may read it (what download streams)."""
         with self.catalog.read() as conn:
             res = self.resolve(conn, ref, "object")
             self.check_read(conn, res)
         if res.mode != "ro":
             raise Conflict(reason=f"{res.name!r} is a volume; snapshot it and download the snapshot")
+        return res
+
+    def download(self, ref: str, out: IO[bytes]) -> Resource:
+        res = self.readable(ref)
         self.store.backend(res.backend).export_stream(res.locator, res.disk_format, out)
         return res
 
