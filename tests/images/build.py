@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -219,6 +220,10 @@ def cached(spec: ImageSpec, cache: Path | None = None) -> tuple[Path, ImageInfo]
     key = _cache_key(spec)
     image, meta = base / f"{key}.img", base / f"{key}.json"
     if not meta.exists():
+        pattern = re.compile(re.escape(spec.name()) + r"-[0-9a-f]{12}\.(img|json)$")
+        for stale in base.iterdir():  # images made by an older version of this builder
+            if pattern.match(stale.name) and not stale.name.startswith(key):
+                stale.unlink(missing_ok=True)
         partial = base / f"{key}.{os.getpid()}.partial"
         info = build(spec, partial)
         os.replace(partial, image)
