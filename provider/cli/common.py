@@ -117,7 +117,10 @@ def print_resource(ctx: Context, data: dict[str, Any] | Resource) -> None:
 
     def table() -> None:
         for key, value in data.items():
-            if isinstance(value, dict | list):
+            if key in ("lineage", "children") and isinstance(value, list):
+                arrow = " <- " if key == "lineage" else ", "
+                value = arrow.join(f"{r['name']} ({r['kind']} {r['id'][:8]})" for r in value) or "-"
+            elif isinstance(value, dict | list):
                 value = json.dumps(value, sort_keys=True) if value else "-"
             if key == "size" and isinstance(value, int):
                 value = f"{value} ({format_size(value)})"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from provider.errors import Ambiguous, AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied
+from provider.errors import AlreadyExists, Ambiguous, Conflict, InvalidInput, NotFound, PermissionDenied
 from provider.services import Store
 from tests.conftest import StoreEnv, write_disk
 
@@ -45,7 +45,11 @@ def test_kind_follows_metadata_and_conversions_touch_no_data(store: Store, disk:
     assert store.images.unregister("deb").kind == "object"
 
     after = data_file(store, obj.id)
-    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size)
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (
+        before.st_ino,
+        before.st_mtime_ns,
+        before.st_size,
+    )
     assert hashlib.sha256(read_all(store, obj.id)).hexdigest() == digest
 
 
@@ -138,7 +142,7 @@ def test_grow(store: Store) -> None:
 
 def test_clear_errors(store: Store, disk: Path) -> None:
     upload(store, "images/d.raw", disk)
-    with pytest.raises(AlreadyExists, match="object 'images/d.raw' already exists"):
+    with pytest.raises(AlreadyExists, match=r"object 'images/d\.raw' already exists"):
         upload(store, "images/d.raw", disk)
     store.images.register("images/d.raw", "deb")
     with pytest.raises(InvalidInput, match="smaller than its source"):

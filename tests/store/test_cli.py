@@ -1,0 +1,203 @@
+"""The ``atoll`` CLI as users and Ganeti run it: real processes, parallel calls, crashes, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import StoreEnv
+
+
+def error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, f"expected one error line, got {lines}"
+    return lines[0]
+
+
+@pytest.fixture
+def image(env: StoreEnv, disk: Path) -> StoreEnv:
+    env.cli("object", "upload", "images/d.raw", str(disk))
+    env.cli("image", "register", "images/d.raw", "--name", "deb", "--property", "OSFAMILY=linux")
+    return env
+
+
+def test_main_job_through_the_cli(image: StoreEnv, disk: Path, tmp_path: Path) -> None:
+    env = image
+    vol = env.json("volume", "create", "web1", "--from", "deb", "--size", "64M")
+    assert (vol["kind"], vol["size"], vol["mode"]) == ("volume", 64 << 20, "rw")
+    snap = env.json("volume", "snapshot", "web1", "web1-monday")
+    assert (snap["kind"], snap["parent"]) == ("snapshot", vol["id"])
+    image2 = env.json("image", "set", "web1-monday", "--unset", "EXCLUDE_ALL_TASKS")
+    assert image2["kind"] == "image" and image2["id"] == snap["id"]
+    shown = env.json("resource", "show", "web1-monday")
+    assert [a["name"] for a in shown["lineage"]] == ["web1", "deb"]
+    assert shown["object"]["container"] == "snapshots"
+    kinds = {r["name"]: r["kind"] for r in env.json("image", "list", "--all")}
+    assert kinds == {"deb": "image", "web1-monday": "image"}
+    out = tmp_path / "back.raw"
+    env.cli("object", "download", "web1-monday", str(out))
+    assert out.read_bytes()[: disk.stat().st_size] == disk.read_bytes()
+    assert out.stat().st_size == 64 << 20
+    listed = env.cli("volume", "list").stdout.decode()
+    assert "web1" in listed and "64.0 MiB" in listed
+    assert env.cli("fsck").returncode == 0
+
+
+def test_upload_from_stdin(env: StoreEnv) -> None:
+    data = os.urandom(3 << 20)
+    proc = env.cli("-o", "json", "object", "upload", "c/piped", "-", "--meta", "source=test", input=data)
+    res = json.loads(proc.stdout)
+    assert res["size"] == len(data)
+    assert res["object"]["meta"] == {"source": "test"}
+    assert env.cli("object", "download", "c/piped", "-").stdout == data
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        pytest.param(["volume", "create", "v", "--size", "ten"], 2, "invalid size 'ten'",
+                     id="malformed-size"),
+        pytest.param(["volume", "create", "v", "--from", "deb", "--size", "1M"], 1, "smaller than its source",
+                     id="clone-smaller"),
+        pytest.param(["volume", "create", "v", "--from", "nope"], 1, "'nope' not found", id="unknown-ref"),
+        pytest.param(["object", "delete", "images/d.raw"], 1, "still registered as image 'deb'",
+                     id="delete-image-object"),
+        pytest.param(["image", "register", "images/d.raw", "--name", "bad name"], 2, "invalid image name",
+                     id="bad-name"),
+        pytest.param(["image", "set", "deb", "--property", "novalue"], 2, "expected KEY=VALUE",
+                     id="bad-pair"),
+        pytest.param(["object", "upload", "images/d.raw", "/dev/null"], 1, "already exists", id="duplicate"),
+    ],
+)  # fmt: skip
+def test_errors_are_one_clear_line(image: StoreEnv, args: list[str], code: int, message: str) -> None:
+    proc = image.cli(*args, check=False)
+    assert proc.returncode == code
+    assert message in proc.stderr.decode()
+    if code == 1:
+        assert error_line(proc).startswith("atoll: error: ")
+
+
+def test_non_admin_cannot_set_protected_property(env: StoreEnv, disk: Path) -> None:
+    env.cli("object", "upload", "alice/d.raw", str(disk), user="alice")
+    env.cli("image", "register", "alice/d.raw", "--name", "alices", user="alice")
+    proc = env.cli("image", "set", "alices", "--property", "ATOLL_TIER=gold", user="alice", check=False)
+    assert proc.returncode == 1
+    assert (
+        error_line(proc)
+        == "atoll: error: permission denied: property ATOLL_TIER is protected: only an admin may set it"
+    )
+    env.cli("image", "set", "alices", "--property", "ATOLL_TIER=gold")  # root is an admin
+    props = env.json("image", "show", "alices", user="alice")["image"]["properties"]
+    assert props == {"ATOLL_TIER": "gold"}
+
+
+def test_parallel_clones_of_one_image(image: StoreEnv) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        procs = list(
+            pool.map(
+                lambda i: image.cli("volume", "create", f"vm{i}", "--from", "deb", check=False), range(8)
+            )
+        )
+    assert [p.returncode for p in procs] == [0] * 8, [p.stderr for p in procs]
+    names = sorted(v["name"] for v in image.json("volume", "list"))
+    assert names == [f"vm{i}" for i in range(8)]
+    assert image.cli("fsck").returncode == 0
+
+
+def test_parallel_duplicate_names_create_one(image: StoreEnv) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        procs = list(
+            pool.map(lambda _: image.cli("volume", "create", "same", "--from", "deb", check=False), range(4))
+        )
+    assert sorted(p.returncode for p in procs) == [0, 1, 1, 1]
+    assert image.cli("fsck").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("failpoint", "args"),
+    [
+        pytest.param("clone.after-backend", ["volume", "create", "v2", "--from", "deb"], id="clone"),
+        pytest.param("snapshot.after-backend", ["volume", "snapshot", "v", "snap"], id="snapshot"),
+        pytest.param("upload.after-backend", ["object", "upload", "images/e.raw", "{disk}"], id="upload"),
+    ],
+)
+def test_crash_between_steps_is_repaired(
+    image: StoreEnv, disk: Path, failpoint: str, args: list[str]
+) -> None:
+    env = image
+    env.cli("volume", "create", "v", "--from", "deb")
+    before = env.json("resource", "show", "v")
+    files_before = sorted(os.listdir(env.config.store.path / "data"))
+    crash = subprocess.run(
+        [sys.executable, "-m", "provider", *[a.format(disk=disk) for a in args]],
+        env={**os.environ, "ATOLL_CONFIG": str(env.config_path), "ATOLL_FAILPOINT": failpoint},
+        capture_output=True,
+        check=False,
+    )
+    assert crash.returncode == -signal.SIGKILL
+    report = env.cli("-o", "json", "fsck", check=False)
+    assert report.returncode == 1, "the interrupted operation is reported"
+    assert '"interrupted"' in report.stdout.decode()
+    assert env.cli("fsck", "--repair").returncode == 0
+    assert env.cli("fsck").returncode == 0
+    assert sorted(os.listdir(env.config.store.path / "data")) == files_before
+    assert env.json("resource", "show", "v")["id"] == before["id"]
+    # the names the crashed call wanted are free again, and the volume still snapshots
+    env.cli(*[a.format(disk=disk) for a in args])
+
+
+def test_killed_upload_leaves_nothing(env: StoreEnv) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provider", "object", "upload", "c/slow", "-"],
+        env={**os.environ, "ATOLL_CONFIG": str(env.config_path)},
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(os.urandom(8 << 20))
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    data = env.config.store.path / "data"
+    while time.monotonic() < deadline and not (data.exists() and any(data.iterdir())):
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    report = env.cli("fsck", "--repair", check=False)
+    assert report.returncode == 0, report.stdout
+    assert list(data.iterdir()) == []
+    assert env.json("object", "list") == []
+    env.cli("object", "upload", "c/slow", "/dev/null")  # the name is usable again
+
+
+def test_sigterm_rolls_back_at_once(env: StoreEnv) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provider", "object", "upload", "c/term", "-"],
+        env={**os.environ, "ATOLL_CONFIG": str(env.config_path)},
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(os.urandom(1 << 20))
+    proc.stdin.flush()
+    data = env.config.store.path / "data"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (data.exists() and any(data.iterdir())):
+        time.sleep(0.05)
+    proc.terminate()
+    assert proc.wait() != 0
+    assert list(data.iterdir()) == []
+    assert env.cli("fsck").returncode == 0, "SIGTERM cleaned up without fsck"
+
+
+def test_help_teaches(qcow2_env: StoreEnv) -> None:
+    out = qcow2_env.cli("volume", "create", "--help").stdout.decode()
+    assert "Examples:" in out and "--from" in out
+    assert qcow2_env.cli("--version").stdout.decode().startswith("atoll, version")
