@@ -36,6 +36,37 @@ class Qcow2Backend(FileBackend):
     def chain_depth(self, locator: str) -> int:
         return len(self.info(locator)["chain"])
 
+    def chain(self, locator: str) -> list[tuple[str, str]]:
+        """``(locator, format)`` of every layer ``locator`` reads through, itself first."""
+        layers = []
+        for entry in self.info(locator)["chain"]:
+            path = entry.get("filename", "")
+            if os.path.dirname(os.path.abspath(path)) != os.path.abspath(self.data_dir):
+                raise BackendError(reason=f"{locator} reads through {path}, outside the store")
+            layers.append((os.path.basename(path), entry["format"]))
+        return layers
+
+    def create_overlay(self, locator: str, backing: str, size: int) -> None:
+        """A new empty qcow2 ``locator`` over ``backing`` (named relatively), which is not opened: it
+        may be held by a running daemon (that is how a live snapshot starts)."""
+        self.run(
+            [
+                "qemu-img", "create", "-q", "-u", "-f", "qcow2", "-F", "qcow2",
+                "-b", self.path(backing).name, str(self.path(locator)), str(size),
+            ]
+        )  # fmt: skip
+        os.chmod(self.path(locator), 0o600)
+
+    def rebase(self, locator: str, base: str, base_format: str) -> None:
+        """Make the volume ``locator`` read straight from ``base``, a layer further down its chain: the
+        data of the layers in between is copied into ``locator`` (safe rebase); no other file changes."""
+        self.run(
+            [
+                "qemu-img", "rebase", "-q", "-f", "qcow2", "-F", base_format,
+                "-b", self.path(base).name, str(self.path(locator)),
+            ]
+        )  # fmt: skip
+
     def create_empty(self, locator: str, size: int) -> str:
         self._ensure_dir()
         self.run(["qemu-img", "create", "-q", "-f", "qcow2", str(self.path(locator)), str(size)])

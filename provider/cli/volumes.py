@@ -1,10 +1,10 @@
-"""``atoll volume …``: create (empty or thin clone), snapshot, grow, delete, list, show."""
+"""``atoll volume …``: create (empty or thin clone), snapshot, grow, delete, list, show, attach, detach."""
 
 from __future__ import annotations
 
 import click
 
-from provider.cli.common import SIZE, Context, pass_ctx, print_resource, print_resources
+from provider.cli.common import SIZE, Context, emit, pass_ctx, print_resource, print_resources
 
 
 @click.group("volume")
@@ -69,6 +69,51 @@ def list_(obj: Context) -> None:
 def show(obj: Context, volume: str) -> None:
     """Show one volume."""
     print_resource(obj, obj.store.volumes.show(volume))
+
+
+@group.command(
+    epilog="""\b
+Examples:
+  atoll volume attach web1                 # /dev/loop3 (kernelspace: a block device)
+  atoll volume attach web1 --userspace     # nbd:unix:/var/lib/atoll/run/…/nbd.sock (a QEMU URI)
+  atoll volume attach web1-monday          # a snapshot or image attaches read-only
+  atoll -o json volume attach web1         # {"device": …, "uri": …, "libvirt_xml": "<disk …>"}
+"""
+)
+@click.argument("ref", metavar="VOLUME")
+@click.option("--userspace", is_flag=True, help="Give a QEMU URI (NBD socket or raw file), no block device.")
+@click.option("--read-only", "readonly", is_flag=True, help="Attach a volume read-only.")
+@click.option("--target", default="vda", show_default=True, help="Disk target in the libvirt XML (-o json).")
+@pass_ctx
+def attach(obj: Context, ref: str, userspace: bool, readonly: bool, target: str) -> None:
+    """Attach VOLUME on this host and print its block device and/or QEMU URI, one per line.
+
+    Idempotent: attaching an attached volume prints the same device. Snapshots, images and objects
+    attach read-only.
+    """
+    from provider.datapath.libvirt import disk_xml
+
+    att = obj.store.volumes.attach(ref, userspace=userspace, readonly=True if readonly else None)
+    data = {
+        "device": att.device,
+        "uri": att.uri,
+        "libvirt_xml": disk_xml(att, obj.store.config.libvirt, target=target),
+        "mode": att.mode,
+        "access": att.access,
+        "kind": att.kind,
+        "resource_id": att.resource_id,
+    }
+    emit(obj, data, lambda: click.echo("\n".join(att.lines)))
+
+
+@group.command()
+@click.argument("ref", metavar="VOLUME")
+@pass_ctx
+def detach(obj: Context, ref: str) -> None:
+    """Undo what attach made for VOLUME on this host (idempotent)."""
+    obj.store.volumes.detach(ref)
+    if not obj.json:
+        click.echo(f"detached {ref}")
 
 
 def install(cli: click.Group) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import builtins
 import json
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
@@ -12,6 +13,7 @@ from provider.backends.base import SnapshotLayout
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from provider.services.base import Service, new_id, now
+from provider.services.chains import Chains
 from provider.services.model import Resource
 from provider.services.objects import SNAPSHOTS_CONTAINER
 from provider.utils.faults import failpoint
@@ -19,10 +21,28 @@ from provider.utils.names import check_name
 from provider.utils.props import EXCLUDE_ALL_TASKS
 from provider.utils.sizes import format_size
 
+if TYPE_CHECKING:
+    from provider.datapath.model import Attachment
+    from provider.datapath.service import DataPath
+
 SNAPSHOT_OF = "ATOLL_SNAPSHOT_OF"
 
 
 class VolumeService(Service):
+    @cached_property
+    def datapath(self) -> DataPath:
+        from provider.datapath.service import DataPath
+
+        return DataPath(self.store)
+
+    def attach(self, ref: str, userspace: bool = False, readonly: bool | None = None) -> Attachment:
+        """Attach a volume, or read-only a snapshot, image or object, on this host (idempotent)."""
+        return self.datapath.attach(ref, userspace=userspace, readonly=readonly)
+
+    def detach(self, ref: str) -> None:
+        """Undo what attach made on this host (idempotent)."""
+        self.datapath.detach(ref)
+
     def _check_name_free(self, conn: Connection, name: str) -> None:
         if conn.execute(select(t.volume_views.c.resource_id).where(t.volume_views.c.name == name)).first():
             raise AlreadyExists(what="volume", name=name)
@@ -146,7 +166,9 @@ class VolumeService(Service):
                 props.update({EXCLUDE_ALL_TASKS: "yes", SNAPSHOT_OF: vol.id})
                 self._insert_snapshot_views(conn, sid, name, props)
             try:
-                result = backend.snapshot(vol.locator, new_locator)
+                result = self.datapath.live_snapshot(vol, new_locator) or backend.snapshot(
+                    vol.locator, new_locator
+                )
                 failpoint("snapshot.after-backend")
                 with self.catalog.write() as conn:
                     self._link_snapshot(conn, vol, sid, result.layout, result.volume_locator)
@@ -156,6 +178,7 @@ class VolumeService(Service):
             except BaseException:
                 self.abort_pending(sid)
                 raise
+            Chains(self.store).bound(vol.id, self.datapath)
         return self.get(sid)
 
     def _insert_snapshot_views(self, conn: Connection, sid: str, name: str, props: dict[str, str]) -> None:
@@ -215,7 +238,8 @@ class VolumeService(Service):
                     old=format_size(vol.size),
                     new=format_size(size),
                 )
-            self.store.backend(vol.backend).grow(vol.locator, size)
+            if not self.datapath.live_grow(vol, size):
+                self.store.backend(vol.backend).grow(vol.locator, size)
             with self.catalog.write() as conn:
                 conn.execute(
                     update(t.resources).where(t.resources.c.id == vol.id).values(size=size, updated_at=now())
@@ -225,9 +249,11 @@ class VolumeService(Service):
     def delete(self, ref: str) -> None:
         """Delete a volume; snapshots taken from it stay (their data is kept while they need it)."""
         vol = self.get(ref, "volume")
-        with self.lock(vol.id), self.write_then_remove() as (conn, files):
-            vol = self._volume(conn, ref)
-            files += self.hide(conn, vol.id)
+        with self.lock(vol.id):
+            self.datapath.refuse_if_attached(vol, "delete it")
+            with self.write_then_remove() as (conn, files):
+                vol = self._volume(conn, ref)
+                files += self.hide(conn, vol.id)
 
     def list(self) -> builtins.list[Resource]:
         with self.catalog.read() as conn:

@@ -1,0 +1,52 @@
+"""``local_disk``: a raw view (block device or raw file) of a resource for tools that work on disks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from provider.errors import DataPathError, InUse, PermissionDenied
+
+if TYPE_CHECKING:
+    from provider.services.store import Store
+
+LOG = logging.getLogger(__name__)
+
+
+@contextmanager
+def local_disk(store: Store, ref: str, writable: bool = True) -> Iterator[str]:
+    """Yield a path whose bytes are ``ref``'s raw disk: the device it is attached at, its raw file
+    (nothing to set up), or a device attached for the duration of the block and detached after it.
+    Only what this call attached is detached.
+
+    :raises PermissionDenied: ``writable`` on a read-only resource.
+    :raises InUse: it is attached in a way that gives no raw view (userspace NBD), or read-only.
+    """
+    datapath = store.volumes.datapath
+    res = store.volumes.get(ref)
+    if writable and res.mode == "ro":
+        raise PermissionDenied(reason=f"{res.kind} {res.name!r} is read-only")
+    att = datapath.attachment(res.id)
+    if att is not None:
+        if writable and att.readonly:
+            raise InUse(what=res.kind, ref=res.name, reason="it is attached read-only")
+        if att.device is not None:
+            yield att.device
+            return
+        if att.kind != "file" or att.uri is None:
+            raise InUse(what=res.kind, ref=res.name, reason=f"it is attached in userspace at {att.uri}")
+        yield att.uri
+        return
+    backend = store.backend(res.backend)
+    if res.disk_format == "raw" and backend.name in ("qcow2", "reflink"):
+        yield str(backend.path(res.locator))
+        return
+    att = datapath.attach(res.id, readonly=not writable)
+    try:
+        if att.device is None:
+            raise DataPathError(reason=f"attaching {res.name} gave no device")
+        yield att.device
+    finally:
+        datapath.detach(res.id)
