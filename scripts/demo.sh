@@ -35,8 +35,8 @@ step "register it: an Image (no data moves)"
 $atoll image register images/demo-debian.raw --name demo-debian \
     --property OSFAMILY=linux --property ROOT_PARTITION=1 --property USERS=root
 
-step "clone a 1 GiB Volume from it (thin: no data copied)"
-$atoll volume create demo-vm --from demo-debian --size 1G
+step "clone a 1 GiB Volume from it (thin: no data copied) and customize it (hostname, grown partition)"
+$atoll volume create demo-vm --from demo-debian --size 1G --hostname demo-vm
 
 step "snapshot the volume: a read-only Snapshot"
 $atoll volume snapshot demo-vm demo-vm-monday

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from customization.cli_options import customization_options
+from provider.cli import customize as customize_cli
 from provider.cli.common import SIZE, Context, emit, pass_ctx, print_resource, print_resources
 
 
@@ -15,17 +19,43 @@ def group() -> None:
 @group.command(
     epilog="""\b
 Examples:
-  atoll volume create web1 --from debian-12 --size 10G   # thin clone, grown to 10 GiB
+  atoll volume create web1 --from debian-12 --size 10G --hostname web1 --ssh-key ~/.ssh/id_ed25519.pub
+  atoll volume create restore --from web1-monday        # a Snapshot's clone: bit-identical, no tasks
   atoll volume create scratch --size 512M                # empty volume
 """
 )
 @click.argument("name")
 @click.option("--size", type=SIZE, default=None, help="Size (512M, 10G, bytes); default: the source's size.")
 @click.option("--from", "source", metavar="REF", default=None, help="Image, snapshot or object to clone.")
+@click.option("--no-customize", is_flag=True, help="Clone an image without running its tasks.")
+@customization_options
 @pass_ctx
-def create(obj: Context, name: str, size: int | None, source: str | None) -> None:
-    """Create volume NAME: empty, or a thin clone of REF (no data is copied)."""
-    print_resource(obj, obj.store.volumes.create(name, size=size, source=source))
+def create(
+    obj: Context, name: str, size: int | None, source: str | None, no_customize: bool, **options: Any
+) -> None:
+    """Create volume NAME: empty, or a thin clone of REF (no data is copied).
+
+    A clone of an Image is customized from the image's properties and the options below (a progress line
+    per task on stderr); a failed customization removes the new volume. Clones of Snapshots and plain
+    Objects are left as they are.
+    """
+    wanted = any(options.values())
+    if wanted and source is None:
+        raise click.UsageError("customization options need --from IMAGE")
+    if wanted and no_customize:
+        raise click.UsageError("--no-customize contradicts the customization options")
+    instance = customize_cli.params(options)  # validated before anything is created
+    vol = obj.store.volumes.create(name, size=size, source=source)
+    src = obj.store.resources.get(vol.parent) if vol.parent else None
+    if src is not None and not no_customize and (src.kind == "image" or wanted):
+        try:
+            report = customize_cli.run(obj, vol, instance)
+        except BaseException:
+            obj.store.volumes.delete(vol.id)
+            raise
+        print_resource(obj, {**obj.store.volumes.show(vol.id).to_dict(), "customization": report})
+        return
+    print_resource(obj, obj.store.volumes.show(vol.id))
 
 
 @group.command()

@@ -12,6 +12,7 @@ from provider.catalog import SCHEMA_VERSION, Catalog
 from provider.config import Config
 from provider.errors import BadConfiguration
 from provider.services.base import Caller
+from provider.services.customize import CustomizeService
 from provider.services.fsck import FsckService
 from provider.services.images import ImageService
 from provider.services.objects import ObjectService
@@ -94,3 +95,7 @@ class Store:
     @cached_property
     def fsck(self) -> FsckService:
         return FsckService(self)
+
+    @cached_property
+    def customize(self) -> CustomizeService:
+        return CustomizeService(self)

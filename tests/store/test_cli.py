@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StoreEnv
+from tests.images.build import ImageSpec, build
 
 
 def error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
@@ -23,32 +24,74 @@ def error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
 
 
 @pytest.fixture
-def image(env: StoreEnv, disk: Path) -> StoreEnv:
-    env.cli("object", "upload", "images/d.raw", str(disk))
-    env.cli("image", "register", "images/d.raw", "--name", "deb", "--property", "OSFAMILY=linux")
+def image_disk(tmp_path: Path) -> Path:
+    """A GPT disk with a synthetic Linux tree on ext4 (partition 1 at 1 MiB)."""
+    disk = tmp_path / "image.raw"
+    assert build(ImageSpec(kind="synthetic", table="gpt", fs="ext4", size=64 << 20), disk).offset == 1 << 20
+    return disk
+
+
+@pytest.fixture
+def image(env: StoreEnv, image_disk: Path) -> StoreEnv:
+    """A registered image that customizes for real."""
+    env.cli("object", "upload", "images/d.raw", str(image_disk))
+    env.cli(
+        "image", "register", "images/d.raw", "--name", "deb",
+        "--property", "OSFAMILY=linux", "--property", "ROOT_PARTITION=1", "--property", "USERS=root",
+    )  # fmt: skip
     return env
 
 
-def test_main_job_through_the_cli(image: StoreEnv, disk: Path, tmp_path: Path) -> None:
+def guest_file(disk: Path, path: str) -> str:
+    """A file of the ext4 root filesystem at 1 MiB in a raw disk (e2fsprogs, no mount)."""
+    out = subprocess.run(
+        ["debugfs", "-R", f"cat {path}", f"{disk}?offset={1 << 20}"],
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    return out.stdout
+
+
+def test_main_job_through_the_cli(image: StoreEnv, image_disk: Path, tmp_path: Path) -> None:
     env = image
-    vol = env.json("volume", "create", "web1", "--from", "deb", "--size", "64M")
-    assert (vol["kind"], vol["size"], vol["mode"]) == ("volume", 64 << 20, "rw")
+    vol = env.json("volume", "create", "web1", "--from", "deb", "--size", "128M", "--hostname", "web1")
+    assert (vol["kind"], vol["size"], vol["mode"]) == ("volume", 128 << 20, "rw")
+    tasks = {t["name"]: t["status"] for t in vol["customization"]["tasks"]}
+    assert tasks["AssignHostname"] == "ran" and tasks["FilesystemResize"] == "ran"
     snap = env.json("volume", "snapshot", "web1", "web1-monday")
     assert (snap["kind"], snap["parent"]) == ("snapshot", vol["id"])
+    restored = env.json("volume", "create", "restore", "--from", "web1-monday")
+    assert "customization" not in restored, "a snapshot's clone runs no task"
+    out = tmp_path / "back.raw"
+    env.cli("object", "download", "web1-monday", str(out))
+    assert out.stat().st_size == 128 << 20
+    assert guest_file(out, "/etc/hostname") == "web1\n"
     image2 = env.json("image", "set", "web1-monday", "--unset", "EXCLUDE_ALL_TASKS")
     assert image2["kind"] == "image" and image2["id"] == snap["id"]
     shown = env.json("resource", "show", "web1-monday")
     assert [a["name"] for a in shown["lineage"]] == ["web1", "deb"]
+    assert [c["name"] for c in shown["children"]] == ["restore"]
     assert shown["object"]["container"] == "snapshots"
     kinds = {r["name"]: r["kind"] for r in env.json("image", "list", "--all")}
     assert kinds == {"deb": "image", "web1-monday": "image"}
-    out = tmp_path / "back.raw"
-    env.cli("object", "download", "web1-monday", str(out))
-    assert out.read_bytes()[: disk.stat().st_size] == disk.read_bytes()
-    assert out.stat().st_size == 64 << 20
+    env.cli("object", "download", "images/d.raw", str(tmp_path / "orig.raw"))
+    assert (tmp_path / "orig.raw").read_bytes() == image_disk.read_bytes(), "the image never changes"
     listed = env.cli("volume", "list").stdout.decode()
-    assert "web1" in listed and "64.0 MiB" in listed
+    assert "web1" in listed and "128.0 MiB" in listed
     assert env.cli("fsck").returncode == 0
+
+
+def test_failed_customization_leaves_no_volume(image: StoreEnv, tmp_path: Path) -> None:
+    key = tmp_path / "bad.pub"
+    key.write_text("not a key\n")
+    proc = image.cli("volume", "create", "web1", "--from", "deb", "--ssh-key", str(key), check=False)
+    assert proc.returncode != 0
+    assert image.json("volume", "list") == []
+    bad = image.cli("volume", "create", "web2", "--from", "deb", "--hostname", "-bad-", check=False)
+    assert bad.returncode != 0 and "hostname" in bad.stderr.decode().lower()
+    assert image.json("volume", "list") == []
+    assert image.cli("fsck").returncode == 0
 
 
 def test_upload_from_stdin(env: StoreEnv) -> None:

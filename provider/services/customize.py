@@ -1,0 +1,48 @@
+"""Run the customization engine on a volume, with the image properties of its lineage."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from provider.errors import AtollError, InvalidInput
+from provider.services.base import Service
+
+if TYPE_CHECKING:
+    from customization.params import InstanceParams
+    from customization.report import Report, TaskOutcome
+
+LOG = logging.getLogger(__name__)
+
+
+class CustomizationFailed(AtollError):
+    message = "customization of %(name)s failed: %(reason)s"
+
+
+class CustomizeService(Service):
+    def properties(self, ref: str) -> dict[str, str]:
+        """The image properties that apply to ``ref``: its own, else those of its nearest image ancestor."""
+        with self.catalog.read() as conn:
+            res = self.resolve(conn, ref)
+            self.check_read(conn, res)
+            return self.store.images.inherited_properties(conn, res)
+
+    def run(
+        self, ref: str, params: InstanceParams, on_progress: Callable[[TaskOutcome], None] | None = None
+    ) -> Report:
+        """Apply the image's tasks to volume ``ref`` in place (nothing runs for a Snapshot's clone)."""
+        from customization.engine import customize
+        from customization.errors import CustomizationError
+        from provider.datapath import local_disk
+
+        vol = self.get(ref, "volume")
+        if vol.mode != "rw":
+            raise InvalidInput("%(ref)r is a %(kind)s: only volumes are customized", ref=ref, kind=vol.kind)
+        self.check_owner(vol)
+        props = self.properties(vol.id)
+        try:
+            with local_disk(self.store, vol.id, writable=True) as path:
+                return customize(path, props, params, on_progress=on_progress)
+        except CustomizationError as e:
+            raise CustomizationFailed(name=vol.name, reason=str(e)) from e
