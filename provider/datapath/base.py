@@ -59,6 +59,15 @@ class Attacher(abc.ABC):
             still holds the device.
         """
 
+    def open(self, res: Resource, exclusive: bool) -> None:
+        """Make ``res`` ready for I/O on this host, alone or with a migration peer (Ganeti ``open``);
+        single-host backends have nothing to do."""
+        return
+
+    def close(self, res: Resource) -> None:
+        """This host stops I/O on ``res``; what attach made stays (Ganeti ``close``)."""
+        return
+
     def grow(self, res: Resource, att: Attachment, size: int) -> None:
         """Grow ``res`` to ``size`` while attached; the device must show the new size."""
         raise CapabilityNotSupported(backend=self.backend.name, operation="grow an attached volume")
@@ -68,8 +77,13 @@ class Attacher(abc.ABC):
         flush(att)
         return None
 
-    def stream(self, res: Resource, att: Attachment, base_locator: str) -> bool:
-        """Merge the layers between ``res``'s top and ``base_locator`` live; False: do it offline."""
+    def push_overlay(self, res: Resource, att: Attachment, top_locator: str, new_locator: str) -> None:
+        """Freeze the served top layer under a new empty overlay, live (layered backends only)."""
+        raise CapabilityNotSupported(backend=self.backend.name, operation="add layers to an attached volume")
+
+    def stream(self, res: Resource, att: Attachment, layer: str, base_locator: str) -> bool:
+        """Merge into the private ``layer`` the layers between it and ``base_locator``, live; False when
+        the running data path cannot (the chain is then left as it is until the volume is detached)."""
         return False
 
 

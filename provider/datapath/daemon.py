@@ -24,7 +24,6 @@ LOG = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 100
 ALIAS_ROOT = Path("/run/atoll")
 EXPORT_ID = "exp"
-IOTHREAD = "io0"
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,6 @@ def start(
         "--pidfile", str(d.pidfile),
         "--chardev", f"socket,id=qmp,path={_escape(str(d.qmp))},server=on,wait=off",
         "--monitor", "chardev=qmp",
-        "--object", f"iothread,id={IOTHREAD}",
         "--blockdev", json.dumps(blockdev),
     ]  # fmt: skip
     if nbd:

@@ -123,7 +123,9 @@ class QsdAttacher(Attacher):
         if self._nbd(req):
             # An empty export name: plain ``nbd:unix:PATH`` URIs (Ganeti <= 3.0) need no exportname.
             return {"type": "nbd", "name": "", **spec}
-        return {"type": "fuse", "mountpoint": str(d.fuse), "iothread": daemon.IOTHREAD, **spec}
+        # NOTE: no iothread: QEMU 7.2 aborts (bdrv_poll_co assertion) when a FUSE export in an iothread
+        # writes past the old end after block_resize, and an NBD export in one on a client's connect.
+        return {"type": "fuse", "mountpoint": str(d.fuse), **spec}
 
     def healthy(self, att: Attachment) -> bool:
         d = self._dir(att.resource_id)
@@ -143,22 +145,22 @@ class QsdAttacher(Attacher):
         for dev in devices:
             loop.check_free(dev, res.kind, res.name)
         if daemon.pid_of(d) is not None and (att is None or att.kind == "nbd"):
-            self._drop_nbd_export(res, d)
+            with Qmp(d.qmp) as q:
+                self._drop_nbd_export(res, q)
         for dev in devices:
             loop.detach(self.run, dev)
         daemon.stop(self.run, d)
 
-    def _drop_nbd_export(self, res: Resource, d: DaemonDir) -> None:
+    def _drop_nbd_export(self, res: Resource, q: Qmp) -> None:
         """Remove the NBD export unless a client still uses it (QEMU's "safe" mode refuses then)."""
-        with Qmp(d.qmp) as q:
-            exports = {e["id"]: e for e in q.execute("query-block-exports")}
-            if exports.get(EXPORT_ID, {}).get("type") != "nbd":
-                return
-            try:
-                q.execute("block-export-del", id=EXPORT_ID, mode="safe")
-            except QmpError as e:
-                raise InUse(what=res.kind, ref=res.name, reason=f"an NBD client is connected ({e})") from e
-            _wait_export_gone(q)
+        exports = {e["id"]: e for e in q.execute("query-block-exports")}
+        if exports.get(EXPORT_ID, {}).get("type") != "nbd":
+            return
+        try:
+            q.execute("block-export-del", id=EXPORT_ID, mode="safe")
+        except QmpError as e:
+            raise InUse(what=res.kind, ref=res.name, reason=f"an NBD client is connected ({e})") from e
+        _wait_export_gone(q)
 
     # ---- live operations -------------------------------------------------------------------------
     def grow(self, res: Resource, att: Attachment, size: int) -> None:
@@ -172,7 +174,7 @@ class QsdAttacher(Attacher):
             else:
                 # NOTE: QEMU 7.2's NBD export does not share the resize permission, and NBD cannot tell a
                 # connected client a new size: the export is re-created, only while nobody uses it.
-                self._drop_nbd_export(res, d)
+                self._drop_nbd_export(res, q)
                 q.execute("block_resize", **{"node-name": node, "size": size})
                 q.execute("block-export-add", **self._export(d, Request(att.mode, att.access), node))
         if att.device:
@@ -181,28 +183,32 @@ class QsdAttacher(Attacher):
     def snapshot(self, res: Resource, att: Attachment, new_locator: str) -> SnapshotResult | None:
         if att.readonly:
             return None  # the daemon never writes: the backend may freeze the top file itself
-        d = self._dir(res.id)
-        top_path = self.backend.path(res.locator)
-        self.backend.create_overlay(new_locator, res.locator, res.size)
-        with rollback() as undo:
-            undo.push(self.backend.remove, new_locator)
-            with Qmp(d.qmp) as q:
-                top = export_node(q)
-                if not _same_file(node_file(q, top), top_path):
-                    raise DataPathError(reason=f"the daemon of {res.name} does not serve {res.locator}")
-                new = node_name()
-                q.execute("blockdev-add", **self._overlay(new, new_locator))
-                undo.push(_blockdev_del, q, new)
-                # Drains in-flight requests first: the snapshot is one point in time for every block.
-                q.execute("blockdev-snapshot", node=top, overlay=new)
-                undo.clear()
-        top_path.chmod(0o444)
+        self.push_overlay(res, att, res.locator, new_locator)
+        self.backend.path(res.locator).chmod(0o444)
         return SnapshotResult(
             snapshot_locator=res.locator,
             volume_locator=new_locator,
             snapshot_format="qcow2",
             layout=SnapshotLayout.FREEZE_TOP,
         )
+
+    def push_overlay(self, res: Resource, att: Attachment, top_locator: str, new_locator: str) -> None:
+        """Put a new empty overlay ``new_locator`` on top of the served ``top_locator`` (which freezes):
+        the export follows it, and in-flight requests drain first, so it happens at one point in time."""
+        top_path = self.backend.path(top_locator)
+        if not self.backend.exists(new_locator):
+            self.backend.create_overlay(new_locator, top_locator, res.size)
+        with rollback() as undo:
+            undo.push(self.backend.remove, new_locator)
+            with Qmp(self._dir(res.id).qmp) as q:
+                top = export_node(q)
+                if not _same_file(node_file(q, top), top_path):
+                    raise DataPathError(reason=f"the daemon of {res.name} does not serve {top_locator}")
+                new = node_name()
+                q.execute("blockdev-add", **self._overlay(new, new_locator))
+                undo.push(_blockdev_del, q, new)
+                q.execute("blockdev-snapshot", node=top, overlay=new)
+                undo.clear()
 
     def _overlay(self, node: str, locator: str) -> dict[str, Any]:
         return {
@@ -214,16 +220,19 @@ class QsdAttacher(Attacher):
             "backing": None,
         }
 
-    def stream(self, res: Resource, att: Attachment, base_locator: str) -> bool:
+    def stream(self, res: Resource, att: Attachment, layer: str, base_locator: str) -> bool:
+        """Copy into ``layer`` (a private layer under the served top, never the top itself: a writable
+        FUSE export holds the resize permission a job on it would need) the data of the layers between
+        it and ``base_locator``, which it then reads from directly."""
         if att.readonly:
             return False
         with Qmp(self._dir(res.id).qmp) as q:
-            top = export_node(q)
+            node = node_for_file(q, self.backend.path(layer))
             base = node_for_file(q, self.backend.path(base_locator))
             job = "stream-" + uuid.uuid4().hex[:8]
             q.execute(
                 "block-stream",
-                **{"job-id": job, "device": top, "base-node": base, "backing-file": base_locator},
+                **{"job-id": job, "device": node, "base-node": base, "backing-file": base_locator},
                 **{"auto-dismiss": False},
             )
             q.wait_job(job)
@@ -248,18 +257,25 @@ def _nodes(q: Qmp) -> list[dict[str, Any]]:
     return nodes
 
 
+def _filename(name: str) -> str:
+    """A node's file name; QEMU gives ``json:{…}`` for a node whose backing was set at run time."""
+    if not name.startswith("json:"):
+        return name
+    spec = json.loads(name[5:]).get("file", {})
+    return str(spec.get("filename", "")) if isinstance(spec, dict) else str(spec)
+
+
 def node_file(q: Qmp, node: str) -> str:
     for n in _nodes(q):
         if n["node-name"] == node:
-            name: str = n["file"]
-            return name
+            return _filename(n["file"])
     raise DataPathError(reason=f"the daemon has no node {node}")
 
 
 def node_for_file(q: Qmp, path: os.PathLike[str]) -> str:
     """The format node (not the protocol node) that opened ``path``."""
     for n in _nodes(q):
-        if n["drv"] != "file" and _same_file(n["file"], path):
+        if n["drv"] != "file" and _same_file(_filename(n["file"]), path):
             name: str = n["node-name"]
             return name
     raise DataPathError(reason=f"the daemon does not hold {path}")

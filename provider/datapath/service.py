@@ -10,10 +10,12 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, select
 
 from provider.backends.base import SnapshotResult
+from provider.backends.rbd import RbdBackend
 from provider.catalog import schema as t
 from provider.datapath.base import Attacher, FileAttacher, Request
 from provider.datapath.model import Access, Attachment, Mode
 from provider.datapath.qsd import QsdAttacher
+from provider.datapath.rbd import RbdAttacher
 from provider.errors import CapabilityNotSupported, DataPathError, InUse, NotFound, PermissionDenied
 from provider.services.base import HOST, Service, now
 from provider.services.model import Resource
@@ -49,6 +51,8 @@ class DataPath(Service):
             return QsdAttacher(backend, run_dir, self.store.run)
         if backend.name in ("qcow2", "reflink"):
             return FileAttacher(backend, run_dir, self.store.run)
+        if isinstance(backend, RbdBackend):
+            return RbdAttacher(backend, run_dir, self.store.run)
         raise CapabilityNotSupported(backend=backend.name, operation="attach resources on this host")
 
     # ---- records ---------------------------------------------------------------------------------
@@ -153,6 +157,23 @@ class DataPath(Service):
         if att is not None:
             LOG.info("%s %s detached", res.kind, res.name)
 
+    def open(self, ref: str, exclusive: bool = True) -> None:
+        """Ganeti ``open``: ``ref`` is ready for I/O on this host, alone, or (``exclusive`` False, during a
+        live migration) together with the other host."""
+        with self.catalog.read() as conn:
+            res = self.resolve(conn, ref)
+            self._check_access(conn, res)
+        with self.lock(res.id, res.kind):
+            self.attacher(res).open(res, exclusive)
+
+    def close(self, ref: str) -> None:
+        """Ganeti ``close``: this host stops I/O on ``ref``; what attach made stays until detach."""
+        res = self._find_for_detach(ref)
+        with self.catalog.read() as conn:
+            self._check_access(conn, res)
+        with self.lock(res.id, res.kind):
+            self.attacher(res).close(res)
+
     # ---- live operations (the caller holds the resource's lock) ----------------------------------
     def refuse_if_attached(self, res: Resource, operation: str) -> None:
         att = self.attachment(res.id)
@@ -185,7 +206,13 @@ class DataPath(Service):
         live = self._live(res)
         return live[0].snapshot(res, live[1], new_locator) if live else None
 
-    def live_stream(self, res: Resource, base_locator: str) -> bool:
-        """Shorten an attached volume's chain down to ``base_locator`` live; False: do it offline."""
+    def live_push_overlay(self, res: Resource, top_locator: str, new_locator: str) -> None:
         live = self._live(res)
-        return live[0].stream(res, live[1], base_locator) if live else False
+        if live is None:
+            raise DataPathError(reason=f"{res.kind} {res.name} is not attached on this host")
+        live[0].push_overlay(res, live[1], top_locator, new_locator)
+
+    def live_stream(self, res: Resource, layer: str, base_locator: str) -> bool:
+        """Merge into ``layer`` the layers down to ``base_locator`` live; False when it cannot be done."""
+        live = self._live(res)
+        return live[0].stream(res, live[1], layer, base_locator) if live else False
