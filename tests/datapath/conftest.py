@@ -199,11 +199,17 @@ def read_at(path: str, offset: int, length: int) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def libvirt_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A libvirtd of the tests' own (private config, state and socket; QEMU driver, TCG guests)."""
+def libvirt_uri(tmp_path_factory: pytest.TempPathFactory, xfs_mount: Path) -> Iterator[str]:
+    """A libvirtd of the tests' own (private config, state and socket; QEMU driver, TCG guests).
+
+    Its mount namespace is a copy made at start: the XFS of the reflink stores is mounted first.
+    """
     need_root()
     need_tools("libvirtd", "unshare", "qemu-system-x86_64")
     with libvirtd.running(tmp_path_factory.mktemp("libvirtd")) as daemon:
         need(daemon.uri is not None, f"libvirtd did not start: {daemon.error}")
         assert daemon.uri is not None
-        yield daemon.uri
+        try:
+            yield daemon.uri
+        finally:
+            libvirtd.destroy_domains(daemon.uri)

@@ -121,3 +121,11 @@ def _answers(uri: str) -> bool:
         ["virsh", "-c", uri, "version"], capture_output=True, env={**os.environ, "LANG": "C"}, check=False
     )
     return result.returncode == 0
+
+
+def destroy_domains(uri: str) -> None:
+    """Stop and forget every domain (libvirtd leaves guests running when it stops)."""
+    listed = subprocess.run(["virsh", "-c", uri, "list", "--all", "--name"], capture_output=True, text=True)
+    for name in filter(None, (n.strip() for n in listed.stdout.splitlines())):
+        subprocess.run(["virsh", "-c", uri, "destroy", name], capture_output=True, check=False)
+        subprocess.run(["virsh", "-c", uri, "undefine", name], capture_output=True, check=False)
