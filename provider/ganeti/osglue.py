@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from provider.errors import InvalidInput, NotFound
+from provider.errors import CapabilityNotSupported, InvalidInput, NotFound
 from provider.services import Resource, Store
 from provider.utils.sizes import format_size
 
@@ -82,7 +82,20 @@ def copy_image(store: Store, res: Resource, target: str | os.PathLike[str]) -> N
 
 @contextmanager
 def raw_path(store: Store, vol: Resource | None, path: str | None) -> Iterator[Path]:
-    """The disk to customize: Ganeti's DISK_N_PATH, else (userspace-only disks) a local view of ``vol``."""
+    """The disk to work on: a raw volume's own file, else Ganeti's DISK_N_PATH, else a local view.
+
+    NOTE: a raw volume is used through its file even when it is attached: a direct-I/O loop device on a
+    reflinked XFS file has 4096-byte logical sectors (XFS wants block-aligned direct I/O on shared
+    extents, Linux 6.x), so partition tools would read the guest's 512-byte-sector table wrongly.
+    Direct-I/O reads of the device see what was written through the file (the kernel writes cached
+    pages back first).
+    """
+    if vol is not None and vol.disk_format == "raw":
+        try:
+            yield store.backend(vol.backend).path(vol.locator)
+            return
+        except CapabilityNotSupported:
+            pass
     if path:
         yield Path(path)
         return

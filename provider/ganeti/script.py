@@ -7,10 +7,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from provider import config as config_mod
 from provider.errors import AtollError
-from provider.services import Caller, Store
+
+if TYPE_CHECKING:
+    from provider.services import Store
 
 LOG = logging.getLogger(__name__)
 
@@ -23,6 +26,8 @@ def open_store() -> Store:
     Ganeti runs its scripts as root with a cleaned environment; the configuration comes from
     ``$ATOLL_CONFIG`` (baked into the shims by ``atoll ganeti install``) or ``/etc/atoll/atoll.yaml``.
     """
+    from provider.services import Caller, Store  # imported when needed: open/close and -h stay fast
+
     try:
         name = getpass.getuser()
     except (KeyError, OSError):

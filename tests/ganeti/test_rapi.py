@@ -21,11 +21,14 @@ ERROR_JOB = {
     "opresult": [
         [
             "OpExecError",
-            ["Could not create disk 0: External storage's create script failed (exited with exit code 1), "
-             "last lines of output:\natoll create: error: source 'nope' not found", "environment_error"],
+            [
+                "Could not create disk 0: External storage's create script failed (exited with exit code 1), "
+                "last lines of output:\natoll create: error: source 'nope' not found",
+                "environment_error",
+            ],
         ]
     ],
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +54,17 @@ def ok_rapi(cert: tuple[Path, Path]) -> Iterator[FakeRapi]:
 
 def test_request_body_carries_an_atoll_disk_and_secret_password() -> None:
     req = rapi.InstanceRequest(
-        "web1", "debian-12", 10 << 30, hostname="web", ssh_keys=("ssh-ed25519 AAAA k",), password="pw",
-        node="node1", memory=512 << 20, vcpus=2, name_check=False,
-    )  # fmt: skip
+        "web1",
+        "debian-12",
+        10 << 30,
+        hostname="web",
+        ssh_keys=("ssh-ed25519 AAAA k",),
+        password="pw",
+        node="node1",
+        memory=512 << 20,
+        vcpus=2,
+        name_check=False,
+    )
     body = req.body()
     assert body["disks"] == [{"size": 10240, "provider": "atoll", "origin": "debian-12"}]
     assert body["disk_template"] == "ext" and body["os_type"] == "atoll+default"
@@ -87,15 +98,32 @@ def test_certificate_is_verified_by_default(ok_rapi: FakeRapi) -> None:
 
 
 def test_cli_reports_progress_and_outcome(
-    ok_rapi: FakeRapi, cert: tuple[Path, Path], qcow2_env: StoreEnv, tmp_path: Path
+    ok_rapi: FakeRapi, cert: tuple[Path, Path], plain_env: StoreEnv, tmp_path: Path
 ) -> None:
     (tmp_path / "pw").write_text("secret-rapi-pw\n")
     (tmp_path / "key.pub").write_text("ssh-ed25519 AAAAC3 me\n")
-    proc = qcow2_env.cli(
-        "ganeti", "create-instance", "web1", "--image", "debian-12", "--size", "10G", "--hostname", "web",
-        "--ssh-key", str(tmp_path / "key.pub"), "--cluster", ok_rapi.url, "--user", "ops",
-        "--password-file", str(tmp_path / "pw"), "--ca", str(cert[1]), "--no-name-check",
-    )  # fmt: skip
+    proc = plain_env.cli(
+        "ganeti",
+        "create-instance",
+        "web1",
+        "--image",
+        "debian-12",
+        "--size",
+        "10G",
+        "--hostname",
+        "web",
+        "--ssh-key",
+        str(tmp_path / "key.pub"),
+        "--cluster",
+        ok_rapi.url,
+        "--user",
+        "ops",
+        "--password-file",
+        str(tmp_path / "pw"),
+        "--ca",
+        str(cert[1]),
+        "--no-name-check",
+    )
     out, err = proc.stdout.decode(), proc.stderr.decode()
     assert out.strip().startswith("instance web1 created by job 7 in ")
     assert "submitted job 7" in err and "* running the OS create scripts..." in err and "job success" in err
@@ -104,25 +132,45 @@ def test_cli_reports_progress_and_outcome(
     assert body["osparams"]["auth_keys"] == "ssh-ed25519 AAAAC3 me" and body["disks"][0]["size"] == 10240
 
 
-def test_cli_shows_ganeti_errors_verbatim(cert: tuple[Path, Path], qcow2_env: StoreEnv) -> None:
+def test_cli_shows_ganeti_errors_verbatim(cert: tuple[Path, Path], plain_env: StoreEnv) -> None:
     with serve(FakeRapi(ERROR_JOB, []), *cert) as fake:
-        proc = qcow2_env.cli(
-            "ganeti", "create-instance", "web1", "--image", "nope", "--size", "1G", "--cluster", fake.url,
-            "--ca", str(cert[1]), check=False,
-        )  # fmt: skip
+        proc = plain_env.cli(
+            "ganeti",
+            "create-instance",
+            "web1",
+            "--image",
+            "nope",
+            "--size",
+            "1G",
+            "--cluster",
+            fake.url,
+            "--ca",
+            str(cert[1]),
+            check=False,
+        )
     err = proc.stderr.decode()
     assert proc.returncode == 1
     assert "atoll: error: job 8 error: OpExecError: Could not create disk 0: External storage's create" in err
     assert last_line(err) == "atoll create: error: source 'nope' not found"
 
 
-def test_cli_shows_http_errors_verbatim(cert: tuple[Path, Path], qcow2_env: StoreEnv) -> None:
+def test_cli_shows_http_errors_verbatim(cert: tuple[Path, Path], plain_env: StoreEnv) -> None:
     refusal = (400, {"code": 400, "message": "Bad Request", "explain": "Missing required parameter 'disks'"})
     with serve(FakeRapi(ERROR_JOB, [], create_error=refusal), *cert) as fake:
-        proc = qcow2_env.cli(
-            "ganeti", "create-instance", "web1", "--image", "x", "--size", "1G", "--cluster", fake.url,
-            "--ca", str(cert[1]), check=False,
-        )  # fmt: skip
+        proc = plain_env.cli(
+            "ganeti",
+            "create-instance",
+            "web1",
+            "--image",
+            "x",
+            "--size",
+            "1G",
+            "--cluster",
+            fake.url,
+            "--ca",
+            str(cert[1]),
+            check=False,
+        )
     assert last_line(proc.stderr.decode()) == (
         "atoll: error: 400 Bad Request: Missing required parameter 'disks'"
     )

@@ -1,0 +1,153 @@
+"""``atoll ganeti install``: put the ExtStorage provider, the OS definition and the hooks on a node.
+
+Every script is a one-line shim into the installed Atoll: the interpreter path (and the configuration
+file, when one was chosen) is written into it, because Ganeti runs scripts with a cleaned environment.
+Installing twice changes nothing; files are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import shlex
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from provider.errors import BadConfiguration
+from provider.ganeti import env as ext_env
+from provider.ganeti.extstorage import ACTIONS as EXT_ACTIONS
+from provider.ganeti.hooks import HOOKS
+
+LOG = logging.getLogger(__name__)
+NAME = "atoll"
+DEFAULT_EXTSTORAGE_DIR = Path("/srv/ganeti/extstorage")
+DEFAULT_OS_DIR = Path("/srv/ganeti/os")
+DEFAULT_HOOKS_DIR = Path("/etc/ganeti/hooks")
+GANETI_LOG_DIR = Path("/var/log/ganeti")
+OS_ACTIONS = ("create", "export", "import", "rename", "verify")
+
+
+@dataclass(frozen=True)
+class File:
+    relpath: str
+    content: str
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class Change:
+    path: Path
+    state: str  # created | updated | unchanged
+
+
+def shim(python: str, module: str, action: str, what: str, config: str | None) -> str:
+    lines = [
+        "#!/bin/sh",
+        f"# Atoll {what}, {action}: a shim into {module} (written by `atoll ganeti install`).",
+    ]
+    if config:
+        lines += [f"ATOLL_CONFIG={shlex.quote(config)}", "export ATOLL_CONFIG"]
+    lines.append(f'exec {shlex.quote(python)} -P -m {module} {action} "$@"')
+    return "\n".join(lines) + "\n"
+
+
+def _parameters(params: Iterable[tuple[str, str]]) -> str:
+    return "".join(f"{name} {description}\n" for name, description in params)
+
+
+def extstorage_files(python: str, config: str | None) -> list[File]:
+    files = [
+        File(verb, shim(python, "provider.ganeti.extstorage", verb, "ExtStorage provider", config), True)
+        for verb in EXT_ACTIONS
+    ]
+    return [*files, File("parameters.list", _parameters(ext_env.PARAMETERS))]
+
+
+def os_files(python: str, config: str | None) -> list[File]:
+    from customization.ganeti_os import osparams
+
+    files = [
+        File(action, shim(python, "customization.ganeti_os", action, "OS definition", config), True)
+        for action in OS_ACTIONS
+    ]
+    return [
+        *files,
+        File("ganeti_api_version", f"{osparams.API_VERSION}\n"),
+        File("variants.list", "".join(f"{v}\n" for v in osparams.VARIANTS)),
+        File("parameters.list", _parameters(osparams.PARAMETERS)),
+    ]
+
+
+def hook_files(python: str, config: str | None) -> list[File]:
+    return [
+        File(f"{path}-post.d/{name}", shim(python, "provider.ganeti.hooks", action, "hook", config), True)
+        for path, name, action in HOOKS
+    ]
+
+
+def _write(path: Path, file: File) -> Change:
+    mode = 0o755 if file.executable else 0o644
+    try:
+        if path.read_text() == file.content and (path.stat().st_mode & 0o777) == mode:
+            return Change(path, "unchanged")
+        state = "updated"
+    except FileNotFoundError:
+        state = "created"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(file.content)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Change(path, state)
+
+
+def write_tree(base: Path, files: Iterable[File]) -> list[Change]:
+    if base.is_symlink():
+        raise BadConfiguration(reason=f"{base} is a symlink: remove it, or install somewhere else")
+    return [_write(base / f.relpath, f) for f in files]
+
+
+def ensure_log_dir(log_dir: Path = GANETI_LOG_DIR) -> list[Change]:
+    """Ganeti's Debian package forgets ``/var/log/ganeti/extstorage``: every ExtStorage action but attach
+    fails without it."""
+    target = log_dir / "extstorage"
+    if not log_dir.is_dir() or target.is_dir():
+        return []
+    target.mkdir(mode=0o750)
+    try:
+        os.chown(target, 0, grp.getgrnam("gnt-daemons").gr_gid)
+    except (KeyError, PermissionError):
+        LOG.warning("could not give %s to group gnt-daemons", target)
+    return [Change(target, "created")]
+
+
+def install(
+    python: str,
+    config: str | None,
+    extstorage_dir: Path | None = DEFAULT_EXTSTORAGE_DIR,
+    os_dir: Path | None = DEFAULT_OS_DIR,
+    hooks_dir: Path | None = DEFAULT_HOOKS_DIR,
+    log_dir: Path = GANETI_LOG_DIR,
+) -> list[Change]:
+    """Install the parts whose directory is given (None skips one); return what changed."""
+    if not os.path.isabs(python) or not os.access(python, os.X_OK):
+        raise BadConfiguration(reason=f"the interpreter {python!r} is not an absolute path to an executable")
+    if config is not None:
+        config = os.path.abspath(config)
+    changes: list[Change] = []
+    if extstorage_dir is not None:
+        changes += write_tree(extstorage_dir / NAME, extstorage_files(python, config))
+        changes += ensure_log_dir(log_dir)
+    if os_dir is not None:
+        changes += write_tree(os_dir / NAME, os_files(python, config))
+    if hooks_dir is not None:
+        changes += write_tree(hooks_dir, hook_files(python, config))
+    return changes
