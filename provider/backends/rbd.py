@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import IO, Any
 
 from provider.backends.base import (
@@ -92,6 +92,10 @@ class RbdBackend(Backend):
                 yield image
             finally:
                 image.close()
+
+    def open_image(self, locator: str, *, read_only: bool = False) -> AbstractContextManager[Any]:
+        """The open ``rbd.Image`` behind ``locator`` (the data path takes its locks through it)."""
+        return self._open(Location.parse(locator), read_only=read_only)
 
     # ---- data in and out ---------------------------------------------------------------------------
     def import_stream(
