@@ -1,4 +1,4 @@
-"""``atoll volume …``: create (empty or thin clone), snapshot, grow, delete, list, show, attach, detach."""
+"""``atoll volume …``: create, snapshot, grow, delete, list, show; attach, detach, open, close."""
 
 from __future__ import annotations
 
@@ -144,6 +144,34 @@ def detach(obj: Context, ref: str) -> None:
     obj.store.volumes.detach(ref)
     if not obj.json:
         click.echo(f"detached {ref}")
+
+
+@group.command(
+    "open",
+    epilog="""\b
+Examples:
+  atoll volume open web1             # this host alone may write web1 (the default after attach)
+  atoll volume open web1 --shared    # live migration: both hosts hold web1 until one closes it
+""",
+)
+@click.argument("ref", metavar="VOLUME")
+@click.option("--shared", is_flag=True, help="Share the volume with one other host (live migration).")
+@pass_ctx
+def open_(obj: Context, ref: str, shared: bool) -> None:
+    """Make VOLUME ready for I/O on this host (Ganeti open); shared stores (rbd) take its write lock."""
+    obj.store.volumes.datapath.open(ref, exclusive=not shared)
+    if not obj.json:
+        click.echo(f"opened {ref} {'shared' if shared else 'exclusively'}")
+
+
+@group.command("close")
+@click.argument("ref", metavar="VOLUME")
+@pass_ctx
+def close_(obj: Context, ref: str) -> None:
+    """This host stops I/O on VOLUME (Ganeti close); its write lock goes, the device stays."""
+    obj.store.volumes.datapath.close(ref)
+    if not obj.json:
+        click.echo(f"closed {ref}")
 
 
 def install(cli: click.Group) -> None:

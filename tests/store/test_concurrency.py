@@ -20,7 +20,17 @@ def test_parallel_clones_of_one_image_all_succeed(rbd_env: StoreEnv, tmp_path: P
     env = {**os.environ, "ATOLL_CONFIG": str(cenv.config_path)}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "provider", "volume", "create", f"vm{i}", "--from", "base"],
+            [
+                sys.executable,
+                "-m",
+                "provider",
+                "volume",
+                "create",
+                f"vm{i}",
+                "--from",
+                "base",
+                "--no-customize",
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -1,0 +1,107 @@
+"""Two Atoll nodes sharing one Ceph pool and one PostgreSQL catalog: separate processes, configuration
+directories and host names (each CLI call runs in its own UTS namespace named node-a or node-b)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import daemons
+from tests.conftest import StoreEnv, make_store_env, rbd_store_keys, write_disk
+from tests.datapath.conftest import force_clean, leftovers, read_at, write_direct
+from tests.helpers import need, need_root, need_tools
+
+MiB = 1 << 20
+
+
+@dataclass
+class Node:
+    name: str
+    env: StoreEnv
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``atoll ARGS`` as this node: its own configuration and host name."""
+        script = 'hostname "$0" && exec "$@"'
+        argv = ["unshare", "--uts", "sh", "-c", script, self.name, sys.executable, "-m", "provider", *args]
+        env = {**os.environ, "ATOLL_CONFIG": str(self.env.config_path)}
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{self.name}: atoll {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    def refused(self, *args: str) -> str:
+        proc = self.cli(*args, check=False)
+        assert proc.returncode == 1, f"{self.name}: atoll {' '.join(args)} was not refused"
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        return lines[0]
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, postgres_url: str, ceph_conf: str) -> Iterator[tuple[Node, Node]]:
+    need_root()
+    need_tools("unshare", "rbd-fuse", "losetup")
+    need(os.path.exists("/dev/fuse"), "needs /dev/fuse")
+    catalog = daemons.new_schema(postgres_url)
+    keys = rbd_store_keys(ceph_conf)  # one pool namespace for both nodes
+    a, b = (Node(n, make_store_env("rbd", tmp_path / n, catalog, store=keys)) for n in ("node-a", "node-b"))
+    yield a, b
+    problems = []
+    for node in (a, b):
+        left = leftovers(node.env)
+        if left:
+            force_clean(node.env)
+            problems += left
+    assert not problems, f"the data path leaked: {problems}"
+
+
+def test_written_on_one_node_read_on_the_other_never_both_writing(
+    nodes: tuple[Node, Node], tmp_path: Path
+) -> None:
+    a, b = nodes
+    disk = write_disk(tmp_path / "base.raw", 16 * MiB)
+    a.cli("object", "upload", "images/base.raw", str(disk))
+    a.cli("image", "register", "images/base.raw", "--name", "base")
+    a.cli("volume", "create", "vm1", "--from", "base", "--size", "32M", "--no-customize")
+    assert [line.split()[2] for line in b.cli("volume", "list").stdout.splitlines()[2:]] == ["vm1"]
+
+    dev_a = a.cli("volume", "attach", "vm1").stdout.strip()
+    write_direct(dev_a, 20 * MiB, b"written on node-a".ljust(4096, b"."))
+    assert b.refused("volume", "attach", "vm1") == (
+        "atoll: error: volume 'vm1' is in use: it is attached for writing on node-a (detach it there first)"
+    )
+    assert "attached for writing on node-a" in b.refused("volume", "attach", "vm1", "--userspace")
+    a.cli("volume", "detach", "vm1")
+
+    dev_b = b.cli("volume", "attach", "vm1").stdout.strip()
+    assert read_at(dev_b, 20 * MiB, 17) == b"written on node-a"
+    assert read_at(dev_b, 0, 5) == b"atoll", "the image's data shows through the clone"
+    assert "attached for writing on node-b" in a.refused("volume", "attach", "vm1")
+    b.cli("volume", "detach", "vm1")
+
+
+def test_live_migration_shares_the_volume_then_hands_it_over(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    a.cli("volume", "create", "vm2", "--size", "8M")
+    uri = a.cli("volume", "attach", "vm2", "--userspace").stdout.strip()  # the running guest
+    assert uri.startswith("rbd:")
+    # Ganeti's migration: source and target open shared, the target attaches, the source closes,
+    # the target opens exclusively, the source detaches.
+    a.cli("volume", "open", "vm2", "--shared")
+    b.cli("volume", "open", "vm2", "--shared")
+    assert b.cli("volume", "attach", "vm2", "--userspace").stdout.strip() == uri
+    assert "open on node-b for a migration" in a.refused("volume", "open", "vm2")
+    a.cli("volume", "close", "vm2")
+    b.cli("volume", "open", "vm2")
+    a.cli("volume", "detach", "vm2")
+    assert "attached for writing on node-b" in a.refused("volume", "attach", "vm2", "--userspace")
+    assert "attached for writing on node-b" in a.refused("volume", "open", "vm2", "--shared")
+    b.cli("volume", "detach", "vm2")
+    a.cli("volume", "attach", "vm2", "--userspace")
+    a.cli("volume", "detach", "vm2")
