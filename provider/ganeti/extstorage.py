@@ -189,13 +189,25 @@ def verify(environ: Mapping[str, str]) -> None:
 
 
 def open_(environ: Mapping[str, str]) -> None:
+    """Ready for I/O; on a shared store (rbd) this takes the volume's write lock, shared during a live
+    migration (VOL_OPEN_EXCLUSIVE=False)."""
     env = ext_env.parse(environ)
-    LOG.info("open %s (exclusive=%s): the attached device is ready for I/O", env.vol_name, env.open_exclusive)
+    store = open_store()
+    res = find_or_none(store, env.vol_name)
+    exclusive = env.open_exclusive is not False
+    if res is not None:
+        store.volumes.datapath.open(res.id, exclusive=exclusive)
+    LOG.info("open %s (%s)", env.vol_name, "exclusive" if exclusive else "shared for a migration")
 
 
 def close(environ: Mapping[str, str]) -> None:
+    """This node stops I/O; on a shared store (rbd) its write lock goes, the device stays."""
     env = ext_env.parse(environ)
-    LOG.info("close %s: nothing to release", env.vol_name)
+    store = open_store()
+    res = find_or_none(store, env.vol_name)
+    if res is not None:
+        store.volumes.datapath.close(res.id)
+    LOG.info("close %s", env.vol_name)
 
 
 ACTIONS = {

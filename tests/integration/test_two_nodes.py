@@ -35,6 +35,27 @@ class Node:
             raise AssertionError(f"{self.name}: atoll {' '.join(args)} failed: {proc.stderr}")
         return proc
 
+    def ext(self, verb: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """An ExtStorage verb as Ganeti runs it on this node: a clean environment, VOL_* and EXTP_*."""
+        script = 'hostname "$0" && exec "$@"'
+        argv = [
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            script,
+            self.name,
+            sys.executable,
+            "-m",
+            "provider.ganeti.extstorage",
+        ]
+        clean = {
+            "ATOLL_CONFIG": str(self.env.config_path),
+            "PYTHONPATH": str(Path(__file__).parents[2]),
+            **env,
+        }
+        return subprocess.run([*argv, verb], env=clean, capture_output=True, text=True, check=False)
+
     def refused(self, *args: str) -> str:
         proc = self.cli(*args, check=False)
         assert proc.returncode == 1, f"{self.name}: atoll {' '.join(args)} was not refused"
@@ -89,19 +110,27 @@ def test_written_on_one_node_read_on_the_other_never_both_writing(
 def test_live_migration_shares_the_volume_then_hands_it_over(nodes: tuple[Node, Node]) -> None:
     a, b = nodes
     a.cli("volume", "create", "vm2", "--size", "8M")
-    uri = a.cli("volume", "attach", "vm2", "--userspace").stdout.strip()  # the running guest
-    assert uri.startswith("rbd:")
-    # Ganeti's migration: source and target open shared, the target attaches, the source closes,
-    # the target opens exclusively, the source detaches.
-    a.cli("volume", "open", "vm2", "--shared")
-    b.cli("volume", "open", "vm2", "--shared")
-    assert b.cli("volume", "attach", "vm2", "--userspace").stdout.strip() == uri
-    assert "open on node-b for a migration" in a.refused("volume", "open", "vm2")
-    a.cli("volume", "close", "vm2")
-    b.cli("volume", "open", "vm2")
-    a.cli("volume", "detach", "vm2")
+    vol = {"VOL_NAME": "vm2", "EXTP_ACCESS": "userspace"}
+    shared, exclusive = {"VOL_OPEN_EXCLUSIVE": "False"}, {"VOL_OPEN_EXCLUSIVE": "True"}
+    attached = a.ext("attach", **vol)  # the running guest on node-a
+    assert attached.returncode == 0, attached.stderr
+    uri = attached.stdout.splitlines()[1]
+    assert uri.startswith("kvm:rbd:")
+    # Ganeti's migration (lib/cmdlib/instance_migration.py): both nodes open shared, the target attaches,
+    # the source closes, the target opens exclusively, the source detaches.
+    assert a.ext("open", **vol, **shared).returncode == 0
+    assert b.ext("open", **vol, **shared).returncode == 0
+    target = b.ext("attach", **vol)
+    assert target.returncode == 0 and target.stdout.splitlines()[1] == uri
+    early = a.ext("open", **vol, **exclusive)
+    assert early.returncode == 1 and "open on node-b for a migration" in early.stderr
+    assert a.ext("close", **vol).returncode == 0
+    assert b.ext("open", **vol, **exclusive).returncode == 0
+    assert a.ext("detach", **vol).returncode == 0
+    # node-b now writes alone: node-a can neither attach nor share it
     assert "attached for writing on node-b" in a.refused("volume", "attach", "vm2", "--userspace")
     assert "attached for writing on node-b" in a.refused("volume", "open", "vm2", "--shared")
-    b.cli("volume", "detach", "vm2")
+    assert b.ext("close", **vol).returncode == 0
+    assert b.ext("detach", **vol).returncode == 0
     a.cli("volume", "attach", "vm2", "--userspace")
     a.cli("volume", "detach", "vm2")
