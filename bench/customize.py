@@ -1,5 +1,6 @@
 """Benchmark: Atoll's customization engine against libguestfs (virt-resize + virt-customize), same image.
 
+Needs ./scripts/install-deps.sh --bench (libguestfs).
 Usage (root): python -m bench.customize [--runs 3] [--guestfs-runs 2] [--no-guestfs] [--write]
 The image is the cached bootable debootstrap disk (GPT, ext4, 1.5 GiB) from tests/images; it is grown to
 4 GiB. --write puts the table into bench/RESULTS.md under its own heading (other sections are kept).

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Install what Atoll needs on a Debian 12 machine: the system packages listed in scripts/deps/*.apt
 # and a virtualenv (.venv) holding Atoll itself with its test tools. Idempotent; run as root.
+# --bench also installs what the benchmarks compare against (scripts/deps/bench/*.apt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=$(sed -e 's/#.*//' scripts/deps/*.apt | tr -s ' \n' '\n' | sed '/^$/d' | sort -u)
+lists=(scripts/deps/*.apt)
+if [ "${1:-}" = "--bench" ]; then
+    lists+=(scripts/deps/bench/*.apt)
+fi
+packages=$(sed -e 's/#.*//' "${lists[@]}" | tr -s ' \n' '\n' | sed '/^$/d' | sort -u)
 missing=()
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
