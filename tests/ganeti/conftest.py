@@ -91,13 +91,18 @@ def installed_each(request: pytest.FixtureRequest, tmp_path: Path) -> Installed:
     return make_installed(make_store_env(request.param, path, ""), tmp_path / "ganeti")
 
 
+def register_image(env: StoreEnv, path: Path, name: str) -> str:
+    """Upload ``path`` and register it as the Linux image ``name``; return the name."""
+    store = env.open()
+    with open(path, "rb") as f:
+        store.objects.upload(f"images/{name}.raw", f)
+    store.images.register(f"images/{name}.raw", name, properties={"OSFAMILY": "linux"})
+    return name
+
+
 def add_image(inst: Installed, tmp_path: Path) -> str:
-    """Register a 32 MiB raw image as ``img`` in the store of ``inst``; return its name."""
-    store = inst.env.open()
-    with open(write_disk(tmp_path / "img.raw", 32 << 20), "rb") as f:
-        store.objects.upload("images/img.raw", f)
-    store.images.register("images/img.raw", "img", properties={"OSFAMILY": "linux"})
-    return "img"
+    """A 32 MiB raw image registered as ``img`` in the store of ``inst``."""
+    return register_image(inst.env, write_disk(tmp_path / "img.raw", 32 << 20), "img")
 
 
 @pytest.fixture(scope="session")
@@ -116,14 +121,6 @@ def cluster() -> Iterator[Cluster]:
     finally:
         if os.environ.get("ATOLL_GANETI_KEEP") != "1":
             ganeti_cluster.down()
-
-
-def _register_test_image(env: StoreEnv, path: Path, name: str) -> str:
-    store = env.open()
-    with open(path, "rb") as f:
-        store.objects.upload(f"images/{name}.raw", f)
-    store.images.register(f"images/{name}.raw", name, properties={"OSFAMILY": "linux"})
-    return name
 
 
 @pytest.fixture(scope="session")
@@ -149,7 +146,7 @@ def ganeti_env(
     path = request.getfixturevalue("xfs_mount") / base.name if backend == "reflink" else base / "store"
     env = make_store_env(backend, path, "")
     changes = install.install(sys.executable, str(env.config_path))
-    image = _register_test_image(env, guest_image, "guest")
+    image = register_image(env, guest_image, "guest")
     try:
         yield GanetiEnv(env, cluster, image)
     finally:

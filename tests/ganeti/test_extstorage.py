@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from provider.datapath import loop
 from provider.services import Resource
 from tests.ganeti.conftest import Installed, add_image, last_line
 from tests.helpers import need_root
@@ -139,11 +139,6 @@ def test_verbs_without_the_volume(installed: Installed) -> None:
     assert last_line(grow.stderr) == "atoll grow: error: VOL_NEW_SIZE is not set"
 
 
-def _loop_devices_of(path: str) -> list[str]:
-    out = subprocess.run(["losetup", "-n", "-O", "NAME", "-j", path], capture_output=True, text=True).stdout
-    return out.split()
-
-
 def test_attach_is_idempotent_and_snapshots_attach_too(installed_each: Installed, tmp_path: Path) -> None:
     need_root()
     installed, image = installed_each, add_image(installed_each, tmp_path)
@@ -188,6 +183,6 @@ def test_remove_after_an_attach_that_died_leaks_nothing(installed_each: Installe
     removed = installed.ext("remove", VOL_NAME=VOL)
     assert removed.returncode == 0, removed.stderr
     assert _volumes(installed) == []
-    assert not backing.exists() and _loop_devices_of(str(backing)) == []
+    assert not backing.exists() and loop.find(backing) == []
     run_dir = installed.env.config.run_dir
     assert not run_dir.exists() or not any(run_dir.iterdir())

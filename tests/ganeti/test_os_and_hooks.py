@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import write_disk
 from tests.ganeti import guest
-from tests.ganeti.conftest import Installed, last_line
+from tests.ganeti.conftest import Installed, last_line, register_image
 
 MIB = 1 << 20
 OS_ENV = {"OS_API_VERSION": "20", "OS_NAME": "atoll", "OS_VARIANT": "default", "DEBUG_LEVEL": "0"}
@@ -74,10 +74,7 @@ def test_verify_and_create_refuse_bad_requests(installed: Installed, tmp_path: P
 def test_create_on_a_plain_disk_copies_then_customizes(
     installed: Installed, guest_image: Path, tmp_path: Path, ssh_public_key: str
 ) -> None:
-    store = installed.env.open()
-    with open(guest_image, "rb") as f:
-        store.objects.upload("images/guest.raw", f)
-    store.images.register("images/guest.raw", "guest", properties={"OSFAMILY": "linux"})
+    register_image(installed.env, guest_image, "guest")
     disk = tmp_path / "disk"
     with open(disk, "wb") as f:
         f.truncate(guest_image.stat().st_size + 64 * MIB)
