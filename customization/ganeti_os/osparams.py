@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from customization import properties as schema
-from customization.errors import ParameterError, PropertyError
+from customization.errors import ParameterError
 from customization.params import InstanceParams, Secret, personality_from_json
 
 API_VERSION = 20
@@ -91,10 +91,3 @@ def parse(environ: Mapping[str, str], hostname: str | None) -> OsRequest:
     if img_id == "null":  # snf-image: "skip the copy, only customize"
         img_id = None
     return OsRequest(img_id=img_id, img_properties=img_props, params=params)
-
-
-def check_properties(properties: Mapping[str, str]) -> None:
-    try:
-        schema.validate(properties)
-    except PropertyError as e:
-        raise PropertyError(f"image properties: {e}") from e
