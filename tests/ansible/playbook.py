@@ -71,7 +71,11 @@ class Run:
 
 
 def run_playbook(
-    playbook: str, extra_vars: dict[str, object], workdir: Path, inventory: str = "localhost,"
+    playbook: str,
+    extra_vars: dict[str, object],
+    workdir: Path,
+    inventory: str = "localhost,",
+    options: tuple[str, ...] = (),
 ) -> Run:
     """Apply ``ansible/<playbook>`` with ``extra_vars`` (written to a file in ``workdir``) to the local
     machine over the local connection, the way the README says."""
@@ -87,6 +91,7 @@ def run_playbook(
         str(ANSIBLE_DIR / playbook),
         "-e",
         f"@{vars_file}",
+        *options,
     ]
     proc = subprocess.run(
         argv, env=tool_env(), cwd=REPO, capture_output=True, text=True, timeout=1200, check=False

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 import yaml
 from testinfra.host import Host
 
 from provider import __version__
-from tests.ansible.conftest import Node
-from tests.ansible.playbook import os_packages
+from tests.ansible.conftest import Node, node_variables
+from tests.ansible.playbook import os_packages, run_playbook
 from tests.images import build
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -31,6 +32,22 @@ def test_first_run_converges_and_second_run_changes_nothing(node: Node) -> None:
         f"second run changed {node.second.changed_tasks}\n{node.second.explain()}"
     )
     assert node.second.total("unreachable") == 0
+
+
+def test_check_mode_writes_nothing_and_predicts_changes(node: Node, tmp_path: Path) -> None:
+    """--check on the converged node reports nothing to do; on a fresh one it reports the changes
+    (a new build included), builds the package from the checkout the playbook sits in (the default
+    atoll_source_dir), and writes nothing."""
+    again = run_playbook("site.yml", node.variables, tmp_path / "converged", options=("--check",))
+    assert again.rc == 0 and again.total("changed") == 0, again.explain()
+    fresh_root = tmp_path / "fresh"
+    variables = node_variables(fresh_root)
+    del variables["atoll_source_dir"]
+    fresh = run_playbook("site.yml", variables, tmp_path / "fresh-run", options=("--check",))
+    assert fresh.rc == 0 and fresh.total("failed") == 0, fresh.explain()
+    assert "atoll : Report that a new build would be installed" in fresh.changed_tasks
+    assert "atoll : Write the configuration file" in fresh.changed_tasks
+    assert not fresh_root.exists()
 
 
 def test_system_packages_are_installed(node: Node, host: Host) -> None:
