@@ -10,6 +10,7 @@ tests run cannot make the second run reinstall.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -17,14 +18,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-import testinfra
 import yaml
 
 from tests import daemons
 from tests.ansible.playbook import REPO, Run, role_defaults, run_playbook, tool
 from tests.helpers import need, need_root, need_tools
+
+if TYPE_CHECKING:
+    from testinfra.host import Host
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,14 @@ def xfs_node(node: Node) -> Iterator[Node]:
 
 
 @pytest.fixture(scope="session")
-def host() -> testinfra.host.Host:
+def host() -> Host:
     """The target host, as testinfra sees it: this machine."""
+    need(
+        importlib.util.find_spec("testinfra") is not None,
+        "needs pytest-testinfra (pip install pytest-testinfra)",
+    )
+    import testinfra
+
     return testinfra.get_host("local://")
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
-from testinfra.host import Host
 
 from tests.ansible.conftest import Cluster
+
+if TYPE_CHECKING:
+    from testinfra.host import Host
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -6,15 +6,18 @@ import json
 import re
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
-from testinfra.host import Host
 
 from provider import __version__
 from tests.ansible.conftest import Node, node_variables
 from tests.ansible.playbook import os_packages, run_playbook
 from tests.images import build
+
+if TYPE_CHECKING:
+    from testinfra.host import Host
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
