@@ -129,6 +129,11 @@ def print_resource(ctx: Context, data: dict[str, Any] | Resource) -> None:
     emit(ctx, data, table)
 
 
+# No tqdm monitor thread: a SIGTERM the kernel gave that thread would leave the main thread blocked in a
+# read of stdin, never running the handler that rolls the operation back.
+tqdm.monitor_interval = 0
+
+
 @contextmanager
 def progress(total: int | None, desc: str) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr (hidden when stderr is not a terminal)."""
