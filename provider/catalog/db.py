@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -79,6 +80,30 @@ class Catalog:
                         # One writer at a time on PostgreSQL too: names and dependents stay consistent.
                         conn.execute(text("SELECT pg_advisory_xact_lock(7321)"))
                     yield conn
+        except OperationalError as e:
+            raise CatalogError(reason=str(e.orig) if e.orig else str(e)) from e
+
+    @contextmanager
+    def held(self, key: str, deadline: float) -> Iterator[bool]:
+        """Hold the cluster-wide lock ``key`` for the block (a PostgreSQL session advisory lock, which
+        the server drops if this process dies); wait until ``deadline`` (time.monotonic()).
+        Yields False when the lock is taken, True on SQLite, where the catalog never spans hosts."""
+        if self.is_sqlite:
+            yield True
+            return
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # no transaction held open
+                args = {"key": key}
+                while not conn.execute(text("SELECT pg_try_advisory_lock(1, hashtext(:key))"), args).scalar():
+                    if time.monotonic() > deadline:
+                        yield False
+                        return
+                    time.sleep(0.05)
+                try:
+                    yield True
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(1, hashtext(:key))"), args)
         except OperationalError as e:
             raise CatalogError(reason=str(e.orig) if e.orig else str(e)) from e
 

@@ -286,10 +286,12 @@ class Service:
     # ---- locks -----------------------------------------------------------------------------------
     @contextmanager
     def lock(self, rid: str, what: str = "volume", wait: float = 120.0) -> Iterator[None]:
-        """Serialize operations on one resource across processes (released if the holder dies)."""
+        """Serialize operations on one resource across processes, and across hosts when the catalog is
+        shared (PostgreSQL); released if the holder dies."""
         lock_dir = self.store.config.store.path / "locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_dir / f"{rid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        busy = InUse(what=what, ref=rid, reason="another operation holds its lock")
         try:
             deadline = time.monotonic() + wait
             while True:
@@ -298,8 +300,11 @@ class Service:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise InUse(what=what, ref=rid, reason="another operation holds its lock") from None
+                        raise busy from None
                     time.sleep(0.05)
-            yield
+            with self.catalog.held(f"resource:{rid}", deadline) as taken:
+                if not taken:
+                    raise busy
+                yield
         finally:
             os.close(fd)

@@ -1,4 +1,4 @@
-"""Concurrent CLI processes on one rbd store, on each catalog (tests/store/test_cli.py: file backends)."""
+"""Concurrent processes on rbd stores, on each catalog (tests/store/test_cli.py: the file backends)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import StoreEnv, write_disk
+import pytest
+
+from provider.errors import InUse
+from tests import daemons
+from tests.conftest import StoreEnv, make_store_env, rbd_store_keys, write_disk
 
 PARALLEL = 8
 
@@ -48,3 +52,21 @@ def test_parallel_clones_of_one_image_all_succeed(rbd_env: StoreEnv, tmp_path: P
     assert {v["parent"] for v in volumes} == {cenv.json("image", "show", "base")["id"]}
     report = cenv.json("fsck")
     assert report["clean"], report
+
+
+def test_resource_locks_span_hosts_sharing_a_postgresql_catalog(
+    tmp_path: Path, postgres_url: str, ceph_conf: str
+) -> None:
+    """Two nodes (own store directories, so own file locks) serialize operations on one volume."""
+    catalog = daemons.new_schema(postgres_url)
+    keys = rbd_store_keys(ceph_conf)
+    node_a, node_b = (make_store_env("rbd", tmp_path / n, catalog, store=keys).open() for n in ("a", "b"))
+    vol = node_a.volumes.create("shared", size=1 << 20)
+    with (
+        node_a.volumes.lock(vol.id),
+        pytest.raises(InUse, match="another operation holds its lock"),
+        node_b.volumes.lock(vol.id, wait=0.3),
+    ):
+        pass
+    with node_b.volumes.lock(vol.id, wait=0.3):
+        pass
