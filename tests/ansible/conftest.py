@@ -33,12 +33,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Node:
-    """A playbook applied twice to this machine with ``variables``: both runs, and the paths used."""
+    """A playbook applied to this machine with ``variables``: its runs, and the paths used."""
 
     root: Path
     variables: dict[str, object]
-    first: Run
-    second: Run
+    runs: tuple[Run, ...]
+
+    @property
+    def first(self) -> Run:
+        return self.runs[0]
+
+    @property
+    def second(self) -> Run:
+        return self.runs[1]
 
     def var(self, name: str) -> str:
         return str(self.variables[name])
@@ -80,19 +87,21 @@ def node_variables(root: Path, **extra: object) -> dict[str, object]:
     }
 
 
-def apply_twice(
+def apply(
     root: Path,
     variables: dict[str, object],
     name: str,
     playbook: str = "site.yml",
     inventory: str = "localhost,",
+    times: int = 2,
 ) -> Node:
+    """Apply ``playbook`` ``times`` times (twice: the second run shows idempotence); each must succeed."""
     runs = []
-    for n in (1, 2):
+    for n in range(1, times + 1):
         run = run_playbook(playbook, variables, root / f"{name}-run{n}", inventory)
         assert run.rc == 0 and run.total("failed") == 0, run.explain()
         runs.append(run)
-    return Node(root, variables, *runs)
+    return Node(root, variables, tuple(runs))
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +119,7 @@ def node_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def node(node_root: Path) -> Node:
     """site.yml applied twice with the role's defaults (embedded default store), paths under a temp root."""
-    return apply_twice(node_root, node_variables(node_root), "default")
+    return apply(node_root, node_variables(node_root), "default")
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +138,7 @@ def xfs_node(node: Node) -> Iterator[Node]:
         atoll_ganeti_install=False,
     )
     try:
-        yield apply_twice(root, variables, "xfs")
+        yield apply(root, variables, "xfs")
     finally:
         subprocess.run(["umount", str(variables["atoll_store_path"])], capture_output=True, check=False)
 
@@ -160,16 +169,22 @@ class Cluster:
 @pytest.fixture(scope="session")
 def cluster_nodes(node: Node, ceph_conf: str, postgres_url: str) -> Cluster:
     """cluster.yml on two local nodes (each its own configuration and store directory; one virtualenv
-    of their own, which gets the PostgreSQL extra) sharing the session's micro Ceph and a fresh
-    PostgreSQL schema."""
+    of their own, which gets the PostgreSQL extra) sharing the session's micro Ceph, whose
+    configuration (and a keyring) the role copies from the controller, and a fresh PostgreSQL schema."""
     root = node.root
+    keyring = root / "controller" / "ceph.client.admin.keyring"  # the micro Ceph needs no cephx key
+    keyring.parent.mkdir(parents=True, exist_ok=True)
+    keyring.write_text("[client.admin]\n\tkey = AQAAAAAAAAAAABAAAAAAAAAAAAAAAAAAAAAAAA==\n")
     shared: dict[str, object] = {
         "atoll_source_dir": str(root / "src"),
         "atoll_home": str(root / "cluster" / "opt" / "atoll"),
         "atoll_store_backend": "rbd",
         "atoll_rbd_pool": os.environ.get("ATOLL_TEST_CEPH_POOL", "atoll"),
         "atoll_rbd_namespace": f"ansible-{uuid.uuid4().hex[:12]}",
-        "atoll_ceph_conf": ceph_conf,
+        "atoll_ceph_conf": str(root / "cluster" / "etc" / "ceph" / "ceph.conf"),
+        "atoll_ceph_conf_src": ceph_conf,
+        "atoll_ceph_keyring_src": str(keyring),
+        "atoll_ceph_keyring_path": str(root / "cluster" / "etc" / "ceph" / "ceph.client.admin.keyring"),
         "atoll_catalog_url": daemons.new_schema(postgres_url),
         "atoll_ganeti_install": False,
     }
@@ -183,7 +198,7 @@ def cluster_nodes(node: Node, ceph_conf: str, postgres_url: str) -> Cluster:
     hosts = {name: {"ansible_connection": "local", "ansible_become": False, **v} for name, v in nodes.items()}
     inventory = root / "cluster-inventory.yml"
     inventory.write_text(yaml.safe_dump({"atoll_nodes": {"hosts": hosts}}))
-    return Cluster(apply_twice(root, shared, "cluster", "cluster.yml", str(inventory)), nodes)
+    return Cluster(apply(root, shared, "cluster", "cluster.yml", str(inventory)), nodes)
 
 
 @pytest.fixture(scope="session")
@@ -212,7 +227,7 @@ def ganeti_cluster() -> Iterator[object]:
 def ganeti_node(
     node: Node, ganeti_cluster: object, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Node]:
-    """site.yml applied twice more with Ganeti's real directories (the ones the test cluster searches).
+    """site.yml applied once more, now with Ganeti's real directories (the ones the test cluster searches).
     What was there before is put aside and put back afterwards."""
     from provider.ganeti import install
 
@@ -235,7 +250,7 @@ def ganeti_node(
             kept[path] = aside / str(n)
             shutil.move(path, kept[path])
     try:
-        yield apply_twice(node.root, variables, "ganeti")
+        yield apply(node.root, variables, "ganeti", times=1)
     finally:
         for path in targets:
             if path.is_dir():

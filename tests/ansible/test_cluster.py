@@ -31,6 +31,12 @@ def test_each_node_is_configured_for_ceph_and_postgresql(cluster_nodes: Cluster,
         assert config["store"]["backend"] == "rbd"
         assert config["store"]["path"] == settings["atoll_store_path"]
         assert config["store"]["ceph_conf"] == shared["atoll_ceph_conf"]
+        assert (
+            host.file(str(shared["atoll_ceph_conf"])).content_string
+            == Path(str(shared["atoll_ceph_conf_src"])).read_text()
+        )
+        keyring = host.file(str(shared["atoll_ceph_keyring_path"]))
+        assert (keyring.user, keyring.mode) == ("root", 0o600)
         assert (config["store"]["pool"], config["store"]["namespace"], config["store"]["user"]) == (
             shared["atoll_rbd_pool"],
             shared["atoll_rbd_namespace"],

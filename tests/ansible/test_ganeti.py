@@ -10,11 +10,10 @@ from tests.ganeti.cluster import Cluster
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
-def test_rollout_into_ganeti_directories_is_idempotent(ganeti_node: Node) -> None:
+def test_rollout_into_ganeti_directories_changes_only_them(ganeti_node: Node) -> None:
     assert ganeti_node.first.changed_tasks == [
         "atoll : Write the provider, OS definition and hooks with `atoll ganeti install`"
     ]
-    assert ganeti_node.second.total("changed") == 0, ganeti_node.second.explain()
 
 
 def test_gnt_storage_diagnose_finds_a_valid_provider(ganeti_node: Node, ganeti_cluster: Cluster) -> None:
