@@ -44,6 +44,19 @@ def test_a_missing_device_without_a_size_is_an_error(tmp_path: Path) -> None:
     assert rc != 0 and "does not exist" in str(result["msg"])
 
 
+def test_a_store_directory_with_files_is_not_mounted_over(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "catalog.sqlite").write_bytes(b"")
+    image = tmp_path / "store.xfs"
+    rc, result = store_fs(tmp_path, src=str(image), path=str(store), size="1G")
+    assert (
+        rc != 0
+        and result["msg"] == f"{store} is not empty: move its files away before mounting a filesystem there"
+    )
+    assert not image.exists()
+
+
 def test_check_mode_reports_and_creates_nothing(tmp_path: Path) -> None:
     image = tmp_path / "images" / "store.xfs"
     rc, result = store_fs(tmp_path, "--check", src=str(image), path=str(tmp_path / "store"), size="1G")

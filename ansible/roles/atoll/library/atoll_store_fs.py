@@ -18,6 +18,7 @@ description:
     and mounts it on O(path). A device that holds any other filesystem is never formatted.
   - O(src) is a block device (partition, LV) or a regular file, which is mounted through a loop device;
     with O(size) a missing file is created sparse first.
+  - A non-empty O(path) that is not yet a mount point is refused: mounting over it would hide a store.
 options:
   src: {description: Block device or image file., type: path, required: true}
   path: {description: Mount point (the store directory)., type: path, required: true}
@@ -128,6 +129,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     src, path = module.params["src"], module.params["path"].rstrip("/") or "/"
+    device = mount_device(path)
+    if device is None and os.path.isdir(path) and os.listdir(path):
+        module.fail_json(msg=f"{path} is not empty: move its files away before mounting a filesystem there")
     changes = []
     if ensure_image(module, src, module.params["size"]):
         changes.append(f"created image file {src}")
@@ -152,7 +156,6 @@ def main() -> None:
     if update_fstab(module, module.params["fstab"], path, line):
         changes.append(f"recorded the mount in {module.params['fstab']}")
 
-    device = mount_device(path)
     if device is None:
         changes.append(f"mounted {src} on {path}")
         if not module.check_mode:
