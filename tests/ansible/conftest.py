@@ -204,7 +204,8 @@ def cluster_nodes(node: Node, ceph_conf: str, postgres_url: str) -> Cluster:
 @pytest.fixture(scope="session")
 def ganeti_cluster() -> Iterator[object]:
     """The project's Ganeti test cluster (scripts/ganeti-test-cluster.sh): the one that is up, else one
-    started here and removed afterwards (ATOLL_GANETI_KEEP=1 keeps it)."""
+    started here and removed at the end of the session (ATOLL_GANETI_KEEP=1 keeps it), so that
+    tests/ganeti finds it running."""
     from tests.ganeti import cluster as gnt
 
     need_root()
@@ -223,12 +224,12 @@ def ganeti_cluster() -> Iterator[object]:
             gnt.down()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ganeti_node(
     node: Node, ganeti_cluster: object, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Node]:
     """site.yml applied once more, now with Ganeti's real directories (the ones the test cluster searches).
-    What was there before is put aside and put back afterwards."""
+    What was there before is put aside, and put back after this module's tests."""
     from provider.ganeti import install
 
     variables = node_variables(node.root)

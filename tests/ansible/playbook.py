@@ -94,7 +94,7 @@ def run_playbook(
         *options,
     ]
     proc = subprocess.run(
-        argv, env=tool_env(), cwd=REPO, capture_output=True, text=True, timeout=1200, check=False
+        argv, env=tool_env(), cwd=REPO, capture_output=True, text=True, timeout=600, check=False
     )
     output = proc.stdout + proc.stderr
     recap = {}
