@@ -201,6 +201,17 @@ def cluster_nodes(node: Node, ceph_conf: str, postgres_url: str) -> Cluster:
     return Cluster(apply(root, shared, "cluster", "cluster.yml", str(inventory)), nodes)
 
 
+def _ganeti_answers() -> bool:
+    from tests.ganeti import cluster as gnt
+
+    if not (gnt.STATE / "env").exists():
+        return False
+    try:
+        return gnt.Cluster.load().gnt("gnt-cluster", "info", check=False, timeout=30).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
 @pytest.fixture(scope="session")
 def ganeti_cluster() -> Iterator[object]:
     """The project's Ganeti test cluster (scripts/ganeti-test-cluster.sh): the one that is up, else one
@@ -213,9 +224,7 @@ def ganeti_cluster() -> Iterator[object]:
     need(
         not Path("/run/systemd/system").exists(), "the test cluster needs a machine without systemd as PID 1"
     )
-    was_up = (gnt.STATE / "env").exists() and gnt.Cluster.load().gnt(
-        "gnt-cluster", "info", check=False
-    ).returncode == 0
+    was_up = _ganeti_answers()
     started = gnt.Cluster.load() if was_up else gnt.up()
     try:
         yield started
