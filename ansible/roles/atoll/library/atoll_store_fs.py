@@ -38,7 +38,8 @@ EXAMPLES = r"""
 
 def probe_fstype(module: AnsibleModule, src: str) -> str:
     """The filesystem type on ``src``, or "" when blkid finds none (exit code 2)."""
-    rc, out, err = module.run_command(["blkid", "-p", "-o", "value", "-s", "TYPE", src])
+    blkid = module.get_bin_path("blkid", required=True)
+    rc, out, err = module.run_command([blkid, "-p", "-o", "value", "-s", "TYPE", src])
     if rc == 2:
         return ""
     if rc != 0:
@@ -145,7 +146,8 @@ def main() -> None:
     if fstype == "":
         changes.append(f"made an XFS on {src}")
         if not module.check_mode:
-            module.run_command(["mkfs.xfs", "-q", *module.params["mkfs_options"], src], check_rc=True)
+            mkfs = module.get_bin_path("mkfs.xfs", required=True)
+            module.run_command([mkfs, "-q", *module.params["mkfs_options"], src], check_rc=True)
     elif fstype != "xfs":
         module.fail_json(msg=f"{src} holds a {fstype} filesystem: refusing to format it as XFS")
 
@@ -160,7 +162,8 @@ def main() -> None:
         changes.append(f"mounted {src} on {path}")
         if not module.check_mode:
             os.makedirs(path, exist_ok=True)
-            module.run_command(["mount", "-t", "xfs", "-o", opts, src, path], check_rc=True)
+            mount = module.get_bin_path("mount", required=True)
+            module.run_command([mount, "-t", "xfs", "-o", opts, src, path], check_rc=True)
     elif not backs(src, device):
         module.fail_json(msg=f"{path} is already a mount point of another filesystem (not {src})")
     module.exit_json(changed=bool(changes), changes=changes, src=src, path=path, fstab_line=line)
