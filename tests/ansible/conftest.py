@@ -3,9 +3,10 @@
 The target host is the local machine over Ansible's local connection, as root: packages go into the
 real system (they are already there in CI, so apt changes nothing), while the virtualenv, the
 configuration, the store and the Ganeti directories live under a temporary root given as variables,
-so the developer's own /etc/atoll, /var/lib/atoll and /srv/ganeti are never touched. The role builds
-Atoll from a snapshot of the checkout's package sources, so edits made to the work tree while the
-tests run cannot make the second run reinstall.
+so the developer's own /etc/atoll, /opt/atoll and /var/lib/atoll are never touched. Only the Ganeti
+checks (test_ganeti.py) write Ganeti's real directories, because the test cluster searches those; what
+was there is put back afterwards. The role builds Atoll from a snapshot of the checkout's package
+sources, so edits made to the work tree while the tests run cannot make a second run reinstall.
 """
 
 from __future__ import annotations
