@@ -177,7 +177,8 @@ class QsdAttacher(Attacher):
                 self._drop_nbd_export(res, q)
                 q.execute("block_resize", **{"node-name": node, "size": size})
                 q.execute("block-export-add", **self._export(d, Request(att.mode, att.access), node))
-        if att.device:
+        if att.device and att.path:
+            _wait_size(att.path, size)
             loop.refresh(self.run, att.device)
 
     def snapshot(self, res: Resource, att: Attachment, new_locator: str) -> SnapshotResult | None:
@@ -283,6 +284,16 @@ def node_for_file(q: Qmp, path: os.PathLike[str]) -> str:
 
 def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _wait_size(path: str, size: int, timeout: float = 10.0) -> None:
+    """Wait until the kernel sees the FUSE file at ``size``: it caches attributes for a second (QEMU 7.2
+    sends no invalidation), and ``losetup -c`` reads the cached size."""
+    deadline = time.monotonic() + timeout
+    while os.stat(path).st_size < size:
+        if time.monotonic() > deadline:
+            raise DataPathError(reason=f"{path} still shows {os.stat(path).st_size} bytes after the resize")
+        time.sleep(0.1)
 
 
 def _wait_export_gone(q: Qmp, timeout: float = 30.0) -> None:
