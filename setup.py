@@ -30,6 +30,10 @@ setup(
             "types-requests",
             "types-tqdm",
             "paramiko>=3.4",
+            "ansible-core>=2.16,<2.20",
+            "ansible-lint>=26.10,<27",
+            "yamllint>=1.38",
+            "pytest-testinfra>=10.2",
         ],
     },
     entry_points={

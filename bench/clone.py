@@ -45,6 +45,16 @@ def make_image(path: Path, size_gib: int, full: bool) -> None:
         os.fsync(f.fileno())
 
 
+def copy_and_sync(argv: list[str | Path], target: Path) -> None:
+    """A copy is done when its data is durable, as a clone's metadata is."""
+    subprocess.run(argv, check=True)
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def timed(fn: Callable[[], object], runs: int, cleanup: Callable[[], object] | None = None) -> float:
     samples = []
     for _ in range(runs):
@@ -101,8 +111,8 @@ def bench_backend(backend: str, root: Path, images: dict[str, Path], runs: int) 
             copy_target.unlink,
         )
         conv_ms = timed(
-            lambda s=src, t=copy_target: subprocess.run(
-                ["qemu-img", "convert", "-f", "raw", "-O", "raw", str(s), str(t)], check=True
+            lambda s=src, t=copy_target: copy_and_sync(
+                ["qemu-img", "convert", "-f", "raw", "-O", "raw", str(s), str(t)], t
             ),
             min(runs, 3),
             copy_target.unlink,
