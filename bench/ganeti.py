@@ -122,6 +122,11 @@ def main() -> int:
     parser.add_argument("--down", action="store_true", help="tear the test cluster down afterwards")
     args = parser.parse_args()
     size = parse_size(args.size)
+    with ganeti_cluster.exclusive():
+        return bench(size, args.runs, args.down)
+
+
+def bench(size: int, runs: int, down: bool) -> int:
     cluster = ganeti_cluster.up()
     image, _info = build.cached(build.ImageSpec(size=size))
     mib = size >> 20
@@ -142,20 +147,18 @@ def main() -> int:
                 Variant("ext/atoll, qcow2 clone", qcow2, ext),
             ]
             variants.append(baseline)
-            for run in range(args.runs):
+            for n in range(runs):
                 for v in (v for v in variants if v.failure is None):
                     try:
                         v.seconds.append(run_once(cluster, v))
                     except AssertionError as e:  # reported in the table, the other variants go on
                         v.failure = str(e).strip().splitlines()[-1]
-                    print(
-                        f"run {run + 1}: {v.label}: {v.failure or f'{v.seconds[-1]:.2f} s'}", file=sys.stderr
-                    )
-            print(table(variants, baseline, size, args.runs))
+                    print(f"run {n + 1}: {v.label}: {v.failure or f'{v.seconds[-1]:.2f} s'}", file=sys.stderr)
+            print(table(variants, baseline, size, runs))
             print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         cluster.remove_instance(NAME)
-        if args.down:
+        if down:
             ganeti_cluster.down()
     return 0
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "ganeti-test-cluster.sh"
 STATE = Path("/etc/atoll-ganeti-test")
+LOCK = Path("/run/lock/atoll-ganeti-test.lock")
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,37 @@ class Cluster:
 
     def rapi_env(self) -> dict[str, str]:
         return {k: v for k, v in self.settings.items() if k.startswith("ATOLL_RAPI_")}
+
+
+def answers() -> bool:
+    """Is a test cluster up, and does its master answer?"""
+    if not (STATE / "env").exists():
+        return False
+    try:
+        return Cluster.load().gnt("gnt-cluster", "info", check=False, timeout=30).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+@contextlib.contextmanager
+def exclusive(wait: float = 3600) -> Iterator[None]:
+    """Hold the one test cluster (and Ganeti's provider directories) for this process: a second test
+    session or a bench on the same machine waits instead of installing over this one."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the Ganeti test cluster stayed busy ({LOCK})") from None
+                time.sleep(1)
+        yield
+    finally:
+        os.close(fd)
 
 
 def up() -> Cluster:

@@ -107,20 +107,22 @@ def add_image(inst: Installed, tmp_path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    """A real single-node Ganeti 3.0, started by the project's script and torn down after the session
-    (ATOLL_GANETI_KEEP=1 keeps it for the next run)."""
+    """A real single-node Ganeti 3.0 from the project's script: the one that is up (refreshed), else one
+    started here and removed after the session (ATOLL_GANETI_KEEP=1 keeps it). Held exclusively."""
     need_root()
     need_tools("unshare", "nsenter", "findmnt", "openssl")
     need(Path("/usr/lib/ganeti/daemon-util").exists(), "needs Ganeti 3.0 (scripts/install-deps.sh)")
     need(
         not Path("/run/systemd/system").exists(), "the test cluster needs a machine without systemd as PID 1"
     )
-    started = ganeti_cluster.up()
-    try:
-        yield started
-    finally:
-        if os.environ.get("ATOLL_GANETI_KEEP") != "1":
-            ganeti_cluster.down()
+    with ganeti_cluster.exclusive():
+        was_up = ganeti_cluster.answers()
+        started = ganeti_cluster.up()
+        try:
+            yield started
+        finally:
+            if not was_up and os.environ.get("ATOLL_GANETI_KEEP") != "1":
+                ganeti_cluster.down()
 
 
 @pytest.fixture(scope="session")
