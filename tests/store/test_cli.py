@@ -197,22 +197,28 @@ def test_crash_between_steps_is_repaired(
     env.cli(*[a.format(disk=disk) for a in args])
 
 
-def test_killed_upload_leaves_nothing(env: StoreEnv) -> None:
+def upload_in_progress(env: StoreEnv, path: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start ``atoll object upload PATH -`` and return once its data file exists: it then waits for more
+    input on a pipe that stays open (the test never writes, so it can never block on the pipe)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "provider", "object", "upload", "c/slow", "-"],
+        [sys.executable, "-m", "provider", "object", "upload", path, "-"],
         env={**os.environ, "ATOLL_CONFIG": str(env.config_path)},
         stdin=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
-    assert proc.stdin is not None
-    proc.stdin.write(os.urandom(8 << 20))
-    proc.stdin.flush()
-    deadline = time.monotonic() + 60
     data = env.config.store.path / "data"
-    while time.monotonic() < deadline and not (data.exists() and any(data.iterdir())):
+    deadline = time.monotonic() + 120
+    while not (data.exists() and any(data.iterdir())):
+        assert proc.poll() is None, "the upload ended early"
+        assert time.monotonic() < deadline, "the upload never started"
         time.sleep(0.05)
+    return proc, data
+
+
+def test_killed_upload_leaves_nothing(env: StoreEnv) -> None:
+    proc, data = upload_in_progress(env, "c/slow")
     proc.kill()
-    proc.wait()
+    proc.wait(timeout=60)
     report = env.cli("fsck", "--repair", check=False)
     assert report.returncode == 0, report.stdout
     assert list(data.iterdir()) == []
@@ -221,21 +227,9 @@ def test_killed_upload_leaves_nothing(env: StoreEnv) -> None:
 
 
 def test_sigterm_rolls_back_at_once(env: StoreEnv) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "provider", "object", "upload", "c/term", "-"],
-        env={**os.environ, "ATOLL_CONFIG": str(env.config_path)},
-        stdin=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdin is not None
-    proc.stdin.write(os.urandom(1 << 20))
-    proc.stdin.flush()
-    data = env.config.store.path / "data"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (data.exists() and any(data.iterdir())):
-        time.sleep(0.05)
+    proc, data = upload_in_progress(env, "c/term")
     proc.terminate()
-    assert proc.wait() != 0
+    assert proc.wait(timeout=60) != 0
     assert list(data.iterdir()) == []
     assert env.cli("fsck").returncode == 0, "SIGTERM cleaned up without fsck"
 
