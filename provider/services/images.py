@@ -245,6 +245,7 @@ class ImageService(Service):
         with self.write_then_remove() as (conn, files):
             res = self._image(conn, ref)
             self.check_owner(res)
+            self.store.volumes.datapath.refuse_if_attached(res, "delete it")
             files += self.hide(conn, res.id)
 
     def inherited_properties(self, conn: Connection, res: Resource) -> dict[str, str]:

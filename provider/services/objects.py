@@ -146,4 +146,5 @@ class ObjectService(Service):
                     f"{res.kind} {res.image.name!r}: unregister it first (atoll image unregister "
                     f"{res.image.name})"
                 )
+            self.store.volumes.datapath.refuse_if_attached(res, "delete it")
             files += self.hide(conn, res.id)

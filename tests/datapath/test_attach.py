@@ -171,3 +171,19 @@ def test_local_disk_detaches_only_what_it_attached(denv: StoreEnv, disks: Disks)
     with pytest.raises(PermissionDenied), local_disk(disks.store, disks.image.id):
         pass
     volumes.detach("ld")
+
+
+def test_attached_snapshot_and_object_cannot_be_deleted(denv: StoreEnv) -> None:
+    store = denv.open()
+    store.volumes.create("v", size=1 << 20)
+    store.volumes.snapshot("v", "s")
+    store.images.unregister("s")  # a plain object again: snapshots/s
+    store.volumes.attach("snapshots/s")
+    with pytest.raises(InUse, match="detach it to delete it"):
+        store.objects.delete("snapshots/s")
+    store.images.register("snapshots/s", "s-image")
+    with pytest.raises(InUse, match="detach it to delete it"):
+        store.images.delete("s-image")
+    store.volumes.detach("snapshots/s")
+    store.images.delete("s-image")
+    assert store.fsck.run().clean
