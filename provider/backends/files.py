@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import io
 import os
+import select
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -117,13 +119,15 @@ class FileBackend(Backend):
 
 def read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
     """Read ``stream`` in chunks; holes of a sparse regular file are produced without reading them."""
+    fd: int | None = None
     try:
         fd = stream.fileno()
         regular = stat.S_ISREG(os.fstat(fd).st_mode)
     except (OSError, ValueError, io.UnsupportedOperation):
         regular = False
-    if not regular:
-        while chunk := stream.read(CHUNK):
+    if fd is None or not regular:
+        read = stream.read if fd is None else functools.partial(_read_pipe, stream, fd)
+        while chunk := read(CHUNK):
             yield chunk
         return
     end = os.fstat(fd).st_size
@@ -145,6 +149,27 @@ def read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
                 return
             yield chunk
             pos += len(chunk)
+
+
+def _read_pipe(stream: IO[bytes], fd: int, size: int) -> bytes:
+    """Up to ``size`` bytes of a pipe (fewer only at EOF), never blocking in read(2) for long.
+
+    NOTE: CPython runs a signal's Python handler only between bytecodes; a SIGTERM that lands just
+    before a blocking read would wait, unhandled, until the writer sends more (forever, for a stalled
+    writer), so the upload would never roll back. Waiting in select() with a timeout closes that gap.
+    """
+    read1 = getattr(stream, "read1", stream.read)
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        while not select.select([fd], [], [], 0.2)[0]:
+            pass
+        part = read1(size - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
 
 
 def _fsync_dir(path: Path) -> None:
