@@ -10,6 +10,7 @@
 #   ATOLL_CEPH_POOL    RBD pool created on start      (default atoll)
 #   ATOLL_CEPH_GB      OSD capacity in GiB            (default 8; memstore uses RAM only as data is written)
 #   ATOLL_CEPH_STORE   memstore | bluestore           (default memstore; bluestore on a sparse file)
+#   ATOLL_CEPH_OWNER   a pid: when that process is gone, the cluster is stopped and purged (test sessions)
 # start reuses a healthy cluster in ATOLL_CEPH_DIR; a stale one (dead daemons) is wiped and recreated, but
 # only a directory this script created (marker file). stop signals only the pids in its own pid files,
 # after checking that their command line names this cluster's ceph.conf: never pkill.
@@ -147,6 +148,14 @@ wait_for() { # $1 = tries, $2 = sleep, rest = command
     return 1
 }
 
+watch_owner() { # stop and purge once the owner process has gone (a test session killed before teardown)
+    local owner=${ATOLL_CEPH_OWNER:-}
+    [ -n "$owner" ] || return 0
+    # fully detached: it must not hold the caller's stdout/stderr pipes open
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done; exec "$2" stop --purge' \
+        watch "$owner" "$(readlink -f "$0")" </dev/null >/dev/null 2>&1 &
+}
+
 start() {
     for tool in ceph ceph-mon ceph-osd rados rbd monmaptool uuidgen; do
         command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps.sh installs scripts/deps/ceph.apt)"
@@ -201,6 +210,7 @@ start() {
     rados "${c[@]}" -p "$POOL" rm .probe >/dev/null 2>&1 || true
     timeout 30 rbd "${c[@]}" pool init "$POOL" >/dev/null 2>&1 || die "rbd pool init $POOL failed"
     log "ready in ${SECONDS}s: $CONF"
+    watch_owner
     print_env
 }
 

@@ -8,6 +8,7 @@
 #   ATOLL_PG_DIR    cluster directory            (default /tmp/atoll-postgres)
 #   ATOLL_PG_PORT   TCP port on 127.0.0.1        (default 15432)
 #   ATOLL_PG_DB     database created on start    (default atoll_test; the superuser is "atoll")
+#   ATOLL_PG_OWNER  a pid: when that process is gone, the cluster is stopped and purged (test sessions)
 # As root the server runs as the postgres user (runuser), otherwise as the caller. start reuses a running
 # cluster in ATOLL_PG_DIR; stop uses pg_ctl on that directory only.
 set -euo pipefail
@@ -39,6 +40,14 @@ running() { [ -f "$DATA/PG_VERSION" ] && as_owner "$BIN/pg_ctl" -D "$DATA" statu
 print_env() {
     echo "export ATOLL_PG_URL='postgresql://atoll@127.0.0.1:$PORT/$DB'"
     echo "export ATOLL_PG_DIR='$DIR'"
+}
+
+watch_owner() { # stop and purge once the owner process has gone (a test session killed before teardown)
+    local owner=${ATOLL_PG_OWNER:-}
+    [ -n "$owner" ] || return 0
+    # fully detached: it must not hold the caller's stdout/stderr pipes open
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done; exec "$2" stop --purge' \
+        watch "$owner" "$(readlink -f "$0")" </dev/null >/dev/null 2>&1 &
 }
 
 start() {
@@ -75,6 +84,7 @@ EOF
     "$BIN/psql" -q -h 127.0.0.1 -p "$PORT" -U atoll -d postgres -c "CREATE DATABASE $DB" >/dev/null \
         || die "cannot create database $DB"
     log "ready on 127.0.0.1:$PORT"
+    watch_owner
     print_env
 }
 

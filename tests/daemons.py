@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+# The scripts stop what they started once this process is gone, even if the session is killed before
+# its fixtures tear down.
+OWNER = str(os.getpid())
 
 
 def free_port(span: int = 1) -> int:
@@ -83,7 +86,11 @@ def micro_ceph(base: Path) -> Iterator[Daemon]:
     """A one-OSD memstore Ceph in ``base`` on free loopback ports; stopped and purged at exit."""
     daemon = _start(
         "micro-ceph.sh",
-        {"ATOLL_CEPH_DIR": str(base / "ceph"), "ATOLL_CEPH_PORT": str(free_port(2))},
+        {
+            "ATOLL_CEPH_DIR": str(base / "ceph"),
+            "ATOLL_CEPH_PORT": str(free_port(2)),
+            "ATOLL_CEPH_OWNER": OWNER,
+        },
         "CEPH_CONF",
     )
     try:
@@ -100,7 +107,11 @@ def postgres() -> Iterator[Daemon]:
     os.chmod(base, 0o755)
     daemon = _start(
         "postgres-test.sh",
-        {"ATOLL_PG_DIR": os.path.join(base, "pg"), "ATOLL_PG_PORT": str(free_port())},
+        {
+            "ATOLL_PG_DIR": os.path.join(base, "pg"),
+            "ATOLL_PG_PORT": str(free_port()),
+            "ATOLL_PG_OWNER": OWNER,
+        },
         "ATOLL_PG_URL",
     )
     try:
