@@ -176,9 +176,12 @@ class DataPath(Service):
 
     # ---- live operations (the caller holds the resource's lock) ----------------------------------
     def refuse_if_attached(self, res: Resource, operation: str) -> None:
-        att = self.attachment(res.id)
-        if att is not None:
-            where = att.device or att.uri
+        """Refuse ``operation`` while ``res`` is attached on any host (several share an rbd store)."""
+        with self.catalog.read() as conn:
+            row = conn.execute(select(t.attachments).where(t.attachments.c.resource_id == res.id)).first()
+        if row is not None:
+            att = _from_row(row)
+            where = (att.device or att.uri or "") + ("" if att.host == HOST else f" on {att.host}")
             raise InUse(what=res.kind, ref=res.name, reason=f"attached at {where}: detach it to {operation}")
 
     def _live(self, res: Resource) -> tuple[Attacher, Attachment] | None:

@@ -104,7 +104,11 @@ def test_written_on_one_node_read_on_the_other_never_both_writing(
     assert read_at(dev_b, 20 * MiB, 17) == b"written on node-a"
     assert read_at(dev_b, 0, 5) == b"atoll", "the image's data shows through the clone"
     assert "attached for writing on node-b" in a.refused("volume", "attach", "vm1")
+    assert a.refused("volume", "delete", "vm1").endswith(
+        f"attached at {dev_b} on node-b: detach it to delete it"
+    )
     b.cli("volume", "detach", "vm1")
+    a.cli("volume", "delete", "vm1")
 
 
 def test_live_migration_shares_the_volume_then_hands_it_over(nodes: tuple[Node, Node]) -> None:
