@@ -158,6 +158,8 @@ def ganeti_env(
         for change in changes:
             if change.path.is_file():
                 change.path.unlink()
+                with contextlib.suppress(OSError):  # a hook directory this install made, now empty
+                    change.path.parent.rmdir()
         for directory in (install.DEFAULT_EXTSTORAGE_DIR / "atoll", install.DEFAULT_OS_DIR / "atoll"):
             shutil.rmtree(directory, ignore_errors=True)
         subprocess.run(["rm", "-rf", str(path)], check=False)
