@@ -16,7 +16,6 @@ now and removes it at once.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -31,7 +30,7 @@ from provider.backends.base import (
     SnapshotResult,
 )
 from provider.backends.ceph import Cluster, Location, bindings, translated
-from provider.backends.files import CHUNK, data_runs, read_chunks
+from provider.backends.rbd_stream import export, layout, write_stream
 from provider.config import StoreConfig
 from provider.errors import BackendError, NotFound
 from provider.utils import process
@@ -41,7 +40,6 @@ LOG = logging.getLogger(__name__)
 PREFIX = "atoll-"
 RO_SNAP = "ro"
 DEFERRED = "deferred."
-_GROW_STEP = 256 << 20  # an upload of unknown length grows its image by at least this much at a time
 
 
 class RbdBackend(Backend):
@@ -110,7 +108,7 @@ class RbdBackend(Backend):
             rbd.RBD().create(self._ioctx(loc), loc.image, 0)
         try:
             with self._open(image_loc) as image:
-                size, digest = _write_stream(image, stream, progress)
+                size, digest = write_stream(image, stream, progress)
                 image.create_snap(RO_SNAP)
                 image.protect_snap(RO_SNAP)
         except BaseException:
@@ -121,16 +119,7 @@ class RbdBackend(Backend):
 
     def export_stream(self, locator: str, disk_format: str, out: IO[bytes]) -> None:
         with self._open(Location.parse(locator), read_only=True) as image:
-            size = image.size()
-            for offset, length, has_data in _layout(image, size):
-                if not has_data:
-                    _write_zeros(out, length)
-                    continue
-                end = offset + length
-                while offset < end:
-                    n = min(CHUNK, end - offset)
-                    out.write(image.read(offset, n))
-                    offset += n
+            export(image, out)
 
     def read(self, locator: str, offset: int, length: int) -> bytes:
         with self._open(Location.parse(locator), read_only=True) as image:
@@ -276,7 +265,7 @@ class RbdBackend(Backend):
 
     def allocated_bytes(self, locator: str) -> int:
         with self._open(Location.parse(locator), read_only=True) as image:
-            return sum(length for _, length, has_data in _layout(image, image.size(), own=True) if has_data)
+            return sum(length for _, length, has_data in layout(image, image.size(), own=True) if has_data)
 
     def list_locators(self) -> Iterable[str]:
         _, rbd = bindings()
@@ -298,59 +287,3 @@ class RbdBackend(Backend):
             found.append(str(loc))
             found.extend(str(loc.at(s)) for s in snaps if not s.startswith(DEFERRED))
         return found
-
-
-def _write_stream(image: Any, stream: IO[bytes], progress: Callable[[int], None] | None) -> tuple[int, str]:
-    """Copy ``stream`` into ``image`` (growing it as data arrives; zero blocks stay unallocated)."""
-    digest = hashlib.sha256()
-    size = capacity = 0
-    for chunk in read_chunks(stream):
-        digest.update(chunk)
-        end = size + len(chunk)
-        if end > capacity:
-            capacity = max(end, capacity + _GROW_STEP, capacity * 2)
-            image.resize(capacity)
-        view = memoryview(chunk)
-        for start, stop in data_runs(chunk):
-            image.write(bytes(view[start:stop]), size + start)
-        size = end
-        if progress:
-            progress(len(chunk))
-    image.resize(size)
-    image.flush()
-    return size, digest.hexdigest()
-
-
-def _layout(image: Any, size: int, *, own: bool = False) -> list[tuple[int, int, bool]]:
-    """``(offset, length, has_data)`` covering ``[0, size)``; with ``own`` only the image's own extents
-    count (not what a clone reads from its parent)."""
-    extents: list[tuple[int, int]] = []
-
-    def seen(offset: int, length: int, exists: bool) -> int:
-        if exists:
-            extents.append((offset, length))
-        return 0
-
-    image.diff_iterate(0, size, None, seen, include_parent=not own, whole_object=not own)
-    runs: list[tuple[int, int, bool]] = []
-    pos = 0
-    for offset, length in sorted(extents):
-        if offset > pos:
-            runs.append((pos, offset - pos, False))
-        if offset + length > pos:
-            start = max(offset, pos)
-            runs.append((start, offset + length - start, True))
-            pos = offset + length
-    if pos < size:
-        runs.append((pos, size - pos, False))
-    return runs
-
-
-_ZEROS = bytes(CHUNK)
-
-
-def _write_zeros(out: IO[bytes], length: int) -> None:
-    while length > 0:
-        n = min(length, CHUNK)
-        out.write(_ZEROS[:n])
-        length -= n

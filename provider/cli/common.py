@@ -174,6 +174,25 @@ class ProgressWriter(io.RawIOBase):
     def flush(self) -> None:
         self.out.flush()
 
+    # A download into a regular file skips holes (seek) rather than writing zeros: let it, and count them.
+    def fileno(self) -> int:
+        return self.out.fileno()
+
+    def seekable(self) -> bool:
+        return self.out.seekable()
+
+    def tell(self) -> int:
+        return self.out.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        before = self.out.tell()
+        pos = self.out.seek(offset, whence)
+        self.advance(max(0, pos - before))
+        return pos
+
+    def truncate(self, size: int | None = None) -> int:
+        return self.out.truncate(size)
+
 
 def pairs_option(flag: str, metavar: str, help: str) -> Callable[[Any], Any]:
     return click.option(flag, metavar=metavar, multiple=True, help=help)
