@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provider.errors import DataPathError, InUse, PermissionDenied
@@ -29,9 +31,18 @@ def local_disk(store: Store, ref: str, writable: bool = True) -> Iterator[str]:
     if writable and res.mode == "ro":
         raise PermissionDenied(reason=f"{res.kind} {res.name!r} is read-only")
     att = datapath.attachment(res.id)
+    backend = store.backend(res.backend)
+    raw_file = res.disk_format == "raw" and backend.name in ("qcow2", "reflink")
     if att is not None:
         if writable and att.readonly:
             raise InUse(what=res.kind, ref=res.name, reason="it is attached read-only")
+        if att.device is not None and raw_file:
+            # NOTE: the file, not its loop device: a direct-I/O loop device inherits the backing
+            # filesystem's sector size (4096 on some), and partition tools would misread the guest's table.
+            path = backend.path(res.locator)
+            yield str(path)
+            _sync_under(store, path, att.device)
+            return
         if att.device is not None:
             yield att.device
             return
@@ -39,8 +50,7 @@ def local_disk(store: Store, ref: str, writable: bool = True) -> Iterator[str]:
             raise InUse(what=res.kind, ref=res.name, reason=f"it is attached in userspace at {att.uri}")
         yield att.uri
         return
-    backend = store.backend(res.backend)
-    if res.disk_format == "raw" and backend.name in ("qcow2", "reflink"):
+    if raw_file:
         yield str(backend.path(res.locator))
         return
     att = datapath.attach(res.id, readonly=not writable)
@@ -50,3 +60,14 @@ def local_disk(store: Store, ref: str, writable: bool = True) -> Iterator[str]:
         yield att.device
     finally:
         datapath.detach(res.id)
+
+
+def _sync_under(store: Store, path: Path, device: str) -> None:
+    """Make writes through ``path`` visible through the loop ``device`` bound to it: flush the file's page
+    cache to disk (the direct-I/O loop reads the disk) and drop the device's own buffers."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    store.run(["blockdev", "--flushbufs", device])
