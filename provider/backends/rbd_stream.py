@@ -85,20 +85,26 @@ def export(image: Any, out: IO[bytes]) -> None:
     skipped when ``out`` is a seekable file (it stays sparse, as with ``rbd export``)."""
     size = image.size()
     sparse = _seekable(out)
-    start = out.tell() if sparse else 0
+    base = out.tell() if sparse else 0
     for offset, length, has_data in layout(image, size):
         end = offset + length
         while offset < end:
             n = min(CHUNK, end - offset)
-            if has_data:
+            if not has_data:
+                if not sparse:
+                    out.write(_ZEROS[:n])
+            elif not sparse:
                 out.write(image.read(offset, n))
-            elif sparse:
-                out.seek(n, os.SEEK_CUR)
-            else:
-                out.write(_ZEROS[:n])
+            else:  # objects are allocated whole: their zero blocks stay holes in the file too
+                data = image.read(offset, n)
+                view = memoryview(data)
+                for start, stop in data_runs(data):
+                    out.seek(base + offset + start)
+                    out.write(view[start:stop])
             offset += n
     if sparse:
-        out.truncate(start + size)
+        out.seek(base + size)
+        out.truncate(base + size)
 
 
 def _seekable(out: IO[bytes]) -> bool:
