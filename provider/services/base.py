@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import ColumnElement, Connection, Table, delete, func, select, update
 
 from provider.catalog import schema as t
 from provider.errors import Ambiguous, InUse, NotFound, PermissionDenied
@@ -129,6 +129,22 @@ class Service:
     def get(self, ref: str, what: str = "resource") -> Resource:
         with self.catalog.read() as conn:
             return self.resolve(conn, ref, what)
+
+    def list_view(
+        self, view: Table, *order: ColumnElement[Any], where: ColumnElement[bool] | None = None
+    ) -> list[Resource]:
+        """The available resources that have ``view`` and that the caller may read, in ``order``."""
+        with self.catalog.read() as conn:
+            q = (
+                select(view.c.resource_id)
+                .join(t.resources, t.resources.c.id == view.c.resource_id)
+                .where(t.resources.c.state == "available")
+                .order_by(*order)
+            )
+            if where is not None:
+                q = q.where(where)
+            found = [self.load(conn, rid) for (rid,) in conn.execute(q)]
+            return [r for r in found if self.can_read(conn, r)]
 
     # ---- access ----------------------------------------------------------------------------------
     def can_read(self, conn: Connection, res: Resource) -> bool:

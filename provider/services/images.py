@@ -226,15 +226,8 @@ class ImageService(Service):
             return self.load(conn, res.id)
 
     def list(self, *, include_snapshots: bool = False) -> builtins.list[Resource]:
-        with self.catalog.read() as conn:
-            q = (
-                select(t.image_views.c.resource_id)
-                .join(t.resources, t.resources.c.id == t.image_views.c.resource_id)
-                .where(t.resources.c.state == "available")
-                .order_by(t.image_views.c.name)
-            )
-            found = [self.load(conn, rid) for (rid,) in conn.execute(q)]
-            return [r for r in found if self.can_read(conn, r) and (include_snapshots or r.kind == "image")]
+        found = self.list_view(t.image_views, t.image_views.c.name)
+        return [r for r in found if include_snapshots or r.kind == "image"]
 
     def show(self, ref: str) -> Resource:
         with self.catalog.read() as conn:

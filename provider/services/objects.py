@@ -93,17 +93,8 @@ class ObjectService(Service):
         return res
 
     def list(self, container: str | None = None) -> builtins.list[Resource]:
-        with self.catalog.read() as conn:
-            q = (
-                select(t.object_views.c.resource_id)
-                .join(t.resources, t.resources.c.id == t.object_views.c.resource_id)
-                .where(t.resources.c.state == "available")
-                .order_by(t.object_views.c.container, t.object_views.c.name)
-            )
-            if container:
-                q = q.where(t.object_views.c.container == container)
-            found = [self.load(conn, rid) for (rid,) in conn.execute(q)]
-            return [r for r in found if self.can_read(conn, r)]
+        where = t.object_views.c.container == container if container else None
+        return self.list_view(t.object_views, t.object_views.c.container, t.object_views.c.name, where=where)
 
     def show(self, ref: str) -> Resource:
         with self.catalog.read() as conn:

@@ -256,15 +256,7 @@ class VolumeService(Service):
                 files += self.hide(conn, vol.id)
 
     def list(self) -> builtins.list[Resource]:
-        with self.catalog.read() as conn:
-            q = (
-                select(t.volume_views.c.resource_id)
-                .join(t.resources, t.resources.c.id == t.volume_views.c.resource_id)
-                .where(t.resources.c.state == "available")
-                .order_by(t.volume_views.c.name)
-            )
-            found = [self.load(conn, rid) for (rid,) in conn.execute(q)]
-            return [r for r in found if self.can_read(conn, r)]
+        return self.list_view(t.volume_views, t.volume_views.c.name)
 
     def show(self, ref: str) -> Resource:
         with self.catalog.read() as conn:
