@@ -17,6 +17,7 @@ from provider.backends.rbd import RbdBackend
 from provider.config import StoreConfig
 from provider.datapath import loop, rbd_locks
 from provider.datapath.base import Attacher, Request
+from provider.datapath.daemon import fuse_mounted
 from provider.datapath.model import Attachment
 from provider.errors import DataPathError, NotFound
 from provider.services.base import HOST
@@ -166,7 +167,7 @@ class RbdAttacher(Attacher):
             raise DataPathError(reason=f"rbd-fuse could not open {view.spec}")
 
     def _unmount(self, mnt: Path) -> None:
-        if _mounted(mnt):
+        if fuse_mounted(mnt):
             try:
                 self.run(["fusermount3", "-u", "-z", str(mnt)])
             except process.ProcessError as e:
@@ -267,11 +268,6 @@ def _alive(path: Path) -> bool:
         return path.is_file()
     except OSError:
         return False
-
-
-def _mounted(mnt: Path) -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == str(mnt) for line in f)
 
 
 def _safe(name: str) -> str:
