@@ -91,6 +91,10 @@ class RbdBackend(Backend):
             finally:
                 image.close()
 
+    def cli_args(self) -> list[str]:
+        """How the ``rbd``, ``rados`` and ``rbd-fuse`` commands reach this store's cluster."""
+        return ["-c", self.config.ceph_conf, "--id", self.config.user]
+
     def open_image(self, locator: str, *, read_only: bool = False) -> AbstractContextManager[Any]:
         """The open ``rbd.Image`` behind ``locator`` (the data path takes its locks through it)."""
         return self._open(Location.parse(locator), read_only=read_only)

@@ -88,7 +88,7 @@ class RbdAttacher(Attacher):
         return att
 
     def _map(self, how: KernelPath, loc: Location, readonly: bool) -> str:
-        argv = ["rbd", "device", "map", "-t", how, *self._ceph_args(), loc.spec]
+        argv = ["rbd", "device", "map", "-t", how, *self.backend.cli_args(), loc.spec]
         if readonly:
             argv.append("--read-only")
         try:
@@ -100,7 +100,7 @@ class RbdAttacher(Attacher):
         """The device a crashed attach already mapped for ``loc`` (taken over)."""
         try:
             out = self.run(
-                ["rbd", "device", "list", "-t", how, "--format", "json", *self._ceph_args()]
+                ["rbd", "device", "list", "-t", how, "--format", "json", *self.backend.cli_args()]
             ).stdout
         except process.ProcessError:
             return None
@@ -110,9 +110,6 @@ class RbdAttacher(Attacher):
             if same == (loc.pool, loc.namespace, loc.image) and snap == loc.snap:
                 return str(entry["device"])
         return None
-
-    def _ceph_args(self) -> list[str]:
-        return ["-c", self.backend.config.ceph_conf, "--id", self.backend.config.user]
 
     # ---- rbd-fuse + loop -------------------------------------------------------------------------
     def _fuse_dir(self, rid: str) -> Path:
@@ -148,7 +145,7 @@ class RbdAttacher(Attacher):
         argv = [
             "rbd-fuse",
             str(mnt),
-            *self._ceph_args(),
+            *self.backend.cli_args(),
             "-p",
             view.pool,
             "-r",

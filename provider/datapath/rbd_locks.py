@@ -75,8 +75,7 @@ class Header:
 
     def rados(self, *args: str) -> str:
         """The ``rados`` CLI on this header (the bindings cannot list or break locks)."""
-        cfg = self.backend.config
-        argv = ["rados", "-c", cfg.ceph_conf, "--id", cfg.user, "-p", self.loc.pool]
+        argv = ["rados", *self.backend.cli_args(), "-p", self.loc.pool]
         if self.loc.namespace:
             argv += ["--namespace", self.loc.namespace]
         try:
