@@ -168,3 +168,12 @@ def test_busy_and_missing_images_give_typed_errors(backend: RbdBackend) -> None:
             backend.remove(vol)
     backend.remove(vol)
     assert not backend.exists(vol)
+
+
+def test_bad_rbd_configuration_is_one_clear_line() -> None:
+    from provider import config as config_mod
+
+    with pytest.raises(BadConfiguration, match=r"deferred_removal 'later' is not one of trash, flatten"):
+        config_mod.parse({"store": {"backend": "rbd", "deferred_removal": "later"}})
+    with pytest.raises(BadConfiguration, match=r"unknown key.*in store: monitors"):
+        config_mod.parse({"store": {"backend": "rbd", "monitors": "10.0.0.1"}})
