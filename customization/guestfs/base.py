@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import posixpath
+import stat
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
@@ -11,6 +12,19 @@ from typing import Literal
 from customization.errors import GuestDataError, GuestPathError
 
 Kind = Literal["file", "dir", "link", "other"]
+
+
+def kind_of(mode: int) -> Kind:
+    """The Kind of an inode from its ``st_mode``."""
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "other"
+
+
 MAX_LINKS = 40
 MAX_READ = 64 * 1024 * 1024
 SELINUX_XATTR = "security.selinux"

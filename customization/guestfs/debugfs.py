@@ -12,23 +12,13 @@ import tempfile
 
 from customization import process
 from customization.errors import FilesystemError, GuestPathError
-from customization.guestfs.base import SELINUX_XATTR, GuestFS, Kind, Stat
+from customization.guestfs.base import SELINUX_XATTR, GuestFS, Stat, kind_of
 
 LOG = logging.getLogger(__name__)
 _BANNER = re.compile(r"^debugfs \d+\.\d+")
 _SAFE = re.compile(r'^[^"\\\x00-\x1f\x7f]*$')  # what debugfs' command parser can carry inside quotes
 _NO_ATTR = "Extended attribute key not found"
 _TYPE_BITS = {"file": 0o100000, "dir": 0o040000}
-
-
-def _kind(mode: int) -> Kind:
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISLNK(mode):
-        return "link"
-    return "other"
 
 
 def _q(path: str) -> str:
@@ -175,7 +165,7 @@ class DebugfsFS(GuestFS):
             mode = int(mode_s, 8)
             entries[name] = (
                 int(ino),
-                Stat(_kind(mode), stat.S_IMODE(mode), int(uid), int(gid), int(size or 0)),
+                Stat(kind_of(mode), stat.S_IMODE(mode), int(uid), int(gid), int(size or 0)),
             )
         return entries
 

@@ -12,21 +12,11 @@ from collections.abc import Iterator
 
 from customization.errors import GuestPathError
 from customization.guestfs import loop
-from customization.guestfs.base import SELINUX_XATTR, GuestFS, Kind, Stat
+from customization.guestfs.base import SELINUX_XATTR, GuestFS, Stat, kind_of
 
 LOG = logging.getLogger(__name__)
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NODE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
-
-
-def _kind(mode: int) -> Kind:
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISLNK(mode):
-        return "link"
-    return "other"
 
 
 class MountedFS(GuestFS):
@@ -84,7 +74,7 @@ class MountedFS(GuestFS):
                 return None
             except NotADirectoryError:
                 return None
-        return Stat(_kind(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_size)
+        return Stat(kind_of(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_size)
 
     def _readlink(self, path: str) -> str:
         with self._at(path) as (dfd, name):
