@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import results
 from customization.engine import customize
 from customization.params import InjectedFile, InstanceParams, Secret
 from tests.images import build
@@ -136,18 +137,6 @@ def table(rows: list[tuple[str, str, list[float]]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md, leaving the other sections alone."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = old.find(HEADING)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + text + (old[end:] if end >= 0 else "")
-    path.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -170,7 +159,7 @@ def main() -> int:
     text = "\n".join([HEADING, "", about, "", table(rows), ""])
     print(text)
     if args.write:
-        write_section(text, Path(__file__).with_name("RESULTS.md"))
+        results.write_section(HEADING, text)
     return 0
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results
 from provider import config as config_mod
 from provider.services import Caller, Store
 
@@ -183,18 +184,6 @@ def table(targets: list[Target], medians: dict[tuple[str, str], float]) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md, leaving the other sections alone."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = old.find(HEADING)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + text + (old[end:] if end >= 0 else "")
-    path.write_text(new.rstrip("\n") + "\n")
-
-
 def run(work: Path, args: argparse.Namespace, report: Callable[[str], None]) -> None:
     size = args.size_mib << 20
     image = work / "image.raw"
@@ -248,7 +237,7 @@ def main() -> int:
     print(text)
     print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
     if args.write:
-        write_section(text, Path(__file__).with_name("RESULTS.md"))
+        results.write_section(HEADING, text)
     return 0
 
 
