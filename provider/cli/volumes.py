@@ -53,8 +53,9 @@ def create(
         except BaseException:
             obj.store.volumes.delete(vol.id)
             raise
-        print_resource(obj, {**obj.store.volumes.show(vol.id).to_dict(), "customization": report})
-        return
+        if obj.json:  # the table view already had a progress line per task on stderr
+            print_resource(obj, {**obj.store.volumes.show(vol.id).to_dict(), "customization": report})
+            return
     print_resource(obj, obj.store.volumes.show(vol.id))
 
 
