@@ -20,6 +20,8 @@ Example::
       url: sqlite:////srv/atoll/catalog.sqlite   # or postgresql://user@host/atoll
     auth:
       admins: [root]          # users who may set protected properties and see every image
+      admin_group: ""         # an OS group whose members are admins too (uid 0 always is); only
+                              # admins may act as another user through $ATOLL_USER
     images:
       protected_properties: ["ATOLL_*"]
 """
@@ -70,6 +72,7 @@ class CatalogConfig:
 @dataclass(frozen=True)
 class AuthConfig:
     admins: tuple[str, ...] = ("root",)
+    admin_group: str = ""  # members of this OS group are admins too (uid 0 always is)
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,9 @@ def parse(raw: dict[str, Any] | None, source: Path | None = None) -> Config:
     return Config(
         store=store,
         catalog=_section(raw, "catalog", CatalogConfig, {"url": str, "busy_timeout": float}),
-        auth=_section(raw, "auth", AuthConfig, {"admins": lambda v: tuple(str(x) for x in v)}),
+        auth=_section(
+            raw, "auth", AuthConfig, {"admins": lambda v: tuple(str(x) for x in v), "admin_group": str}
+        ),
         images=_section(
             raw, "images", ImagesConfig, {"protected_properties": lambda v: tuple(str(x) for x in v)}
         ),

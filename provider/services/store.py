@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
 import logging
-import os
 from functools import cached_property
 
 from provider.backends import Backend, load_backend, pick_local
@@ -16,6 +14,7 @@ from provider.services.customize import CustomizeService
 from provider.services.fsck import FsckService
 from provider.services.images import ImageService
 from provider.services.objects import ObjectService
+from provider.services.os_caller import os_caller
 from provider.services.resources import ResourceService
 from provider.services.volumes import VolumeService
 from provider.utils import process
@@ -24,9 +23,8 @@ LOG = logging.getLogger(__name__)
 
 
 def default_caller(config: Config) -> Caller:
-    """The local CLI trusts its OS user (``$ATOLL_USER`` overrides the name, e.g. for a service user)."""
-    name = os.environ.get("ATOLL_USER") or getpass.getuser()
-    return Caller(name=name, admin=name in config.auth.admins)
+    """The local CLI acts for its OS user (``$ATOLL_USER`` names another one, for admins only)."""
+    return os_caller(config.auth)
 
 
 class Store:
@@ -43,6 +41,7 @@ class Store:
     @classmethod
     def open(cls, config: Config, caller: Caller | None = None, run: process.Runner = process.run) -> Store:
         """Open the store, creating or migrating it on first use (the embedded default needs no init)."""
+        caller = caller or default_caller(config)  # refuse a forged $ATOLL_USER before touching anything
         try:
             config.store.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
