@@ -102,6 +102,19 @@ attachments = Table(
     Column("uri", Text),
     Column("state", Text, nullable=False),
     Column("created_at", Text, nullable=False),
+    Column("pid", Integer),
+    Column("proc_start", Text),
+)
+
+# Hosts that attached something, and hosts an admin declared dead (``atoll host forget``): their
+# attachments and pending operations are stale, since nothing on them will ever run detach again.
+hosts = Table(
+    "hosts",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("seen_at", Text),
+    Column("forgotten_at", Text),
 )
 
 _V1 = [
@@ -147,5 +160,16 @@ _V2 = [
         PRIMARY KEY (resource_id, host))""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+# Stale state and scale: the process serving an attachment (pid + kernel start time, so a reused pid does
+# not count as alive), known and forgotten hosts, and the indexes listings and Ganeti lookups use.
+_V_RESILIENCE = [
+    "ALTER TABLE attachments ADD COLUMN pid INTEGER",
+    "ALTER TABLE attachments ADD COLUMN proc_start TEXT",
+    "CREATE INDEX attachments_host ON attachments (host)",
+    """CREATE TABLE hosts (
+        name TEXT PRIMARY KEY, state TEXT NOT NULL CHECK (state IN ('alive', 'forgotten')),
+        seen_at TEXT, forgotten_at TEXT)""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V_RESILIENCE]
 SCHEMA_VERSION = len(MIGRATIONS)

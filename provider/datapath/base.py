@@ -68,6 +68,14 @@ class Attacher(abc.ABC):
         """This host stops I/O on ``res``; what attach made stays (Ganeti ``close``)."""
         return
 
+    def server_pid(self, att: Attachment) -> int | None:
+        """The daemon serving ``att`` on this host, if it has one (recorded to tell a dead one later)."""
+        return None
+
+    def break_lock(self, res: Resource, node: str) -> None:
+        """Drop what the dead host ``node`` holds on ``res`` in shared storage (only rbd has any)."""
+        return
+
     def grow(self, res: Resource, att: Attachment, size: int) -> None:
         """Grow ``res`` to ``size`` while attached; the device must show the new size."""
         raise CapabilityNotSupported(backend=self.backend.name, operation="grow an attached volume")

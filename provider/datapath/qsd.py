@@ -8,6 +8,7 @@ import logging
 import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from provider.backends.base import SnapshotLayout, SnapshotResult
@@ -126,6 +127,11 @@ class QsdAttacher(Attacher):
         # NOTE: no iothread: QEMU 7.2 aborts (bdrv_poll_co assertion) when a FUSE export in an iothread
         # writes past the old end after block_resize, and an NBD export in one on a client's connect.
         return {"type": "fuse", "mountpoint": str(d.fuse), **spec}
+
+    def server_pid(self, att: Attachment) -> int | None:
+        if att.daemon_dir is None:
+            return None
+        return daemon.pid_of(DaemonDir(Path(att.daemon_dir), Path(att.socket_dir or att.daemon_dir)))
 
     def healthy(self, att: Attachment) -> bool:
         d = self._dir(att.resource_id)

@@ -248,6 +248,11 @@ class RbdAttacher(Attacher):
         with suppress(NotFound):
             rbd_locks.release(rbd_locks.Header.of(self.backend, res.locator, self.run))
 
+    def break_lock(self, res: Resource, node: str) -> None:
+        """Drop the write lock the dead host ``node`` left on ``res`` (``atoll host forget``)."""
+        with suppress(NotFound):
+            rbd_locks.break_node(rbd_locks.Header.of(self.backend, res.locator, self.run), node)
+
     def open(self, res: Resource, exclusive: bool) -> None:
         """Ganeti ``open``: ready for I/O on this node, alone (exclusive) or with a migration peer."""
         if res.mode == "rw":

@@ -11,7 +11,7 @@ NOTE: ``rbd lock add`` takes the lock librbd's exclusive-lock feature uses (``rb
 held every librbd writer (QEMU, rbd-fuse) waits for it forever. Atoll's lock has its own name, so writers
 are never blocked by it; it decides who may attach. There is no lock upgrade: converting drops this
 node's lock, then takes the new one. A crashed node keeps its lock until detach runs there again or an
-admin runs ``rados -p POOL [-N NS] lock break rbd_header.<id> atoll <client> --lock-cookie atoll:<node>``.
+admin declares the node dead with ``atoll host forget NODE``, which breaks its locks.
 """
 
 from __future__ import annotations
@@ -124,6 +124,16 @@ def acquire(h: Header, what: str, ref: str, mode: Mode | None = None) -> Mode:
 def release(h: Header) -> None:
     """Drop every lock this node holds on the image (other nodes' locks stay)."""
     _drop(h, holders(h).mine)
+
+
+def break_node(h: Header, node: str) -> int:
+    """Break every lock the dead node ``node`` holds on the image (``atoll host forget``); return how many."""
+    info = json.loads(h.rados("lock", "info", h.oid, NAME, "--format", "json") or "{}")
+    theirs = tuple((x["name"], x["cookie"]) for x in info.get("lockers", []) if x["cookie"] == cookie(node))
+    _drop(h, theirs)
+    if theirs:
+        LOG.warning("broke the rbd write lock of forgotten host %s on %s", node, h.loc.spec)
+    return len(theirs)
 
 
 def _drop(h: Header, mine: tuple[tuple[str, str], ...]) -> None:

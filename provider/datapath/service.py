@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, select
+from sqlalchemy import Connection, Row, delete, select, update
 
 from provider.backends.base import SnapshotResult
 from provider.backends.rbd import RbdBackend
@@ -19,10 +19,21 @@ from provider.datapath.rbd import RbdAttacher
 from provider.errors import CapabilityNotSupported, DataPathError, InUse, NotFound, PermissionDenied
 from provider.services.base import HOST, Service, now
 from provider.services.model import Resource
+from provider.utils import procs
 from provider.utils.names import UUID_RE
 from provider.utils.rollback import rollback
 
 LOG = logging.getLogger(__name__)
+
+
+def record_host(conn: Connection, host: str) -> None:
+    """This host attaches things: it is alive (again, if it had been forgotten)."""
+    stamp = now()
+    updated = conn.execute(
+        update(t.hosts).where(t.hosts.c.name == host).values(state="alive", seen_at=stamp, forgotten_at=None)
+    )
+    if updated.rowcount == 0:
+        conn.execute(t.hosts.insert().values(name=host, state="alive", seen_at=stamp))
 
 
 def _from_row(row: Row[Any]) -> Attachment:
@@ -67,9 +78,10 @@ class DataPath(Service):
         with self.catalog.read() as conn:
             return self.record(conn, rid)
 
-    def _save(self, att: Attachment) -> None:
+    def _save(self, att: Attachment, pid: int | None) -> None:
         with self.catalog.write() as conn:
             self._forget(conn, att.resource_id)
+            record_host(conn, att.host)
             conn.execute(
                 t.attachments.insert().values(
                     resource_id=att.resource_id,
@@ -81,6 +93,8 @@ class DataPath(Service):
                     uri=att.uri,
                     state=json.dumps(att.state()),
                     created_at=now(),
+                    pid=pid,
+                    proc_start=procs.start_time(pid) if pid is not None else None,
                 )
             )
 
@@ -120,7 +134,8 @@ class DataPath(Service):
                         what=res.kind,
                         ref=res.name,
                         reason=f"it is attached {current.mode} in {current.access} "
-                        f"({current.device or current.uri}): detach it first",
+                        f"({current.device or current.uri}): release it with "
+                        f"'atoll volume detach {res.name}'",
                     )
                 if attacher.healthy(current):
                     return current
@@ -128,7 +143,7 @@ class DataPath(Service):
             att = attacher.attach(res, req)
             with rollback() as undo:
                 undo.push(attacher.detach, res, att)
-                self._save(att)
+                self._save(att, attacher.server_pid(att))
         LOG.info("%s %s attached: %s", res.kind, res.name, " ".join(att.lines))
         return att
 
@@ -176,13 +191,69 @@ class DataPath(Service):
 
     # ---- live operations (the caller holds the resource's lock) ----------------------------------
     def refuse_if_attached(self, res: Resource, operation: str) -> None:
-        """Refuse ``operation`` while ``res`` is attached on any host (several share an rbd store)."""
+        """Refuse ``operation`` while ``res`` is attached on any host (several share an rbd store), saying
+        what holds it and how to release it."""
         with self.catalog.read() as conn:
             row = conn.execute(select(t.attachments).where(t.attachments.c.resource_id == res.id)).first()
-        if row is not None:
-            att = _from_row(row)
-            where = (att.device or att.uri or "") + ("" if att.host == HOST else f" on {att.host}")
-            raise InUse(what=res.kind, ref=res.name, reason=f"attached at {where}: detach it to {operation}")
+            host = conn.execute(select(t.hosts).where(t.hosts.c.name == row.host)).first() if row else None
+        if row is None:
+            return
+        att = _from_row(row)
+        where = att.device or att.uri or "?"
+        detach = f"atoll volume detach {res.name}"
+        if att.host != HOST:
+            forgotten = host is not None and host.state == "forgotten"
+            hint = (
+                "'atoll fsck --repair' drops it"
+                if forgotten
+                else f"'atoll host forget {att.host}' if it is dead"
+            )
+            reason = (
+                f"attached at {where} on host {att.host} since {row.created_at}: "
+                f"run '{detach}' there, or {hint}"
+            )
+        elif (stale := self.stale_reason(res, row)) is not None:
+            reason = (
+                f"its attachment at {where} is stale ({stale}): "
+                f"'{detach}' or 'atoll fsck --repair' releases it"
+            )
+        else:
+            served = f", served by pid {row.pid}" if row.pid else ""
+            reason = f"attached at {where} since {row.created_at}{served}: run '{detach}' to {operation}"
+        raise InUse(what=res.kind, ref=res.name, reason=reason)
+
+    def stale_reason(self, res: Resource, row: Row[Any]) -> str | None:
+        """Why the attachment ``row`` on this host no longer works, or None while it does."""
+        if row.pid is not None and not procs.alive(row.pid, row.proc_start):
+            return f"its daemon, pid {row.pid}, is gone"
+        if not self.attacher(res).healthy(_from_row(row)):
+            return "its device or daemon is gone"
+        return None
+
+    def release_stale(self, res: Resource) -> bool:
+        """Undo what is left of a stale attachment of ``res`` on this host and drop its record; False when
+        it is healthy after all (checked again under the resource's lock)."""
+        with self.lock(res.id, res.kind):
+            with self.catalog.read() as conn:
+                row = conn.execute(
+                    select(t.attachments).where(
+                        t.attachments.c.resource_id == res.id, t.attachments.c.host == HOST
+                    )
+                ).first()
+            if row is None or self.stale_reason(res, row) is None:
+                return False
+            self.attacher(res).detach(res, _from_row(row))
+            with self.catalog.write() as conn:
+                self._forget(conn, res.id)
+        LOG.warning("released the stale attachment of %s %s", res.kind, res.name)
+        return True
+
+    def forget_remote(self, conn: Connection, res: Resource, host: str) -> None:
+        """Drop the attachment of ``res`` on the dead host ``host``, breaking its shared-storage lock."""
+        self.attacher(res).break_lock(res, host)
+        conn.execute(
+            delete(t.attachments).where(t.attachments.c.resource_id == res.id, t.attachments.c.host == host)
+        )
 
     def _live(self, res: Resource) -> tuple[Attacher, Attachment] | None:
         att = self.attachment(res.id)

@@ -307,7 +307,6 @@ class Service:
         lock_dir = self.store.config.store.path / "locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_dir / f"{rid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        busy = InUse(what=what, ref=rid, reason="another operation holds its lock")
         try:
             deadline = time.monotonic() + wait
             while True:
@@ -316,11 +315,22 @@ class Service:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise busy from None
+                        raise _busy(what, rid, fd) from None
                     time.sleep(0.05)
+            os.ftruncate(fd, 0)  # say who holds it, for the error the next one waiting will print
+            os.pwrite(fd, f"pid {os.getpid()} on {HOST}".encode(), 0)
             with self.catalog.held(f"resource:{rid}", deadline) as taken:
                 if not taken:
-                    raise busy
+                    raise InUse(what=what, ref=rid, reason="an operation on another host holds its lock")
                 yield
         finally:
             os.close(fd)
+
+
+def _busy(what: str, rid: str, fd: int) -> InUse:
+    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+    return InUse(
+        what=what,
+        ref=rid,
+        reason=f"another operation ({holder}) holds its lock: wait for it to finish, or stop it if it hangs",
+    )

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, select
 
 from provider.catalog import schema as t
-from provider.services.base import Service, op_owner_alive
+from provider.errors import AtollError
+from provider.services.base import HOST, Service, op_owner_alive
 
 
 @dataclass
@@ -44,6 +45,7 @@ class FsckService(Service):
         files: list[tuple[str, str]] = []
         with self.catalog.write() as conn:
             rows = conn.execute(select(t.resources)).all()
+            gone = self.store.hosts.forgotten(conn)
             report.checked = len(rows)
             referenced: set[tuple[str, str]] = set()
             for row in rows:
@@ -51,7 +53,7 @@ class FsckService(Service):
                 if row.state == "pending":
                     res = self.load(conn, row.id, states=("pending",))
                     referenced.update((row.backend, loc) for loc in res.op_data.get("remove_on_abort", []))
-                    if op_owner_alive(res):
+                    if op_owner_alive(res) and res.op_data.get("host") not in gone:
                         report.findings.append(
                             Finding(
                                 "in-progress", row.id, f"{row.op} by pid {row.op_pid} is still running", True
@@ -91,9 +93,26 @@ class FsckService(Service):
                         report.findings.append(finding)
             files += self._orphans(conn, referenced, report, repair)
         self._remove_files(files)
+        self._stale_attachments(report, repair)
         if repair:
             shutil.rmtree(self.store.config.store.path / "tmp", ignore_errors=True)
         return report
+
+    def _stale_attachments(self, report: FsckReport, repair: bool) -> None:
+        for stale in self.store.hosts.stale_attachments():
+            on = "" if stale.host == HOST else f" on {stale.host}"
+            finding = Finding(
+                "stale-attachment",
+                stale.resource.id,
+                f"{stale.resource.name} at {stale.where}{on}: {stale.reason}",
+            )
+            if repair:
+                try:
+                    self.store.hosts.release(stale)
+                    finding.repaired = True
+                except AtollError as e:
+                    finding.detail += f" (not repaired: {e})"
+            report.findings.append(finding)
 
     def _orphans(
         self, conn: object, referenced: set[tuple[str, str]], report: FsckReport, repair: bool

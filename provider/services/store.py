@@ -12,6 +12,7 @@ from provider.errors import BadConfiguration
 from provider.services.base import Caller
 from provider.services.customize import CustomizeService
 from provider.services.fsck import FsckService
+from provider.services.hosts import HostService
 from provider.services.images import ImageService
 from provider.services.objects import ObjectService
 from provider.services.os_caller import os_caller
@@ -98,3 +99,7 @@ class Store:
     @cached_property
     def customize(self) -> CustomizeService:
         return CustomizeService(self)
+
+    @cached_property
+    def hosts(self) -> HostService:
+        return HostService(self)

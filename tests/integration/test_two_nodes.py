@@ -104,8 +104,10 @@ def test_written_on_one_node_read_on_the_other_never_both_writing(
     assert read_at(dev_b, 20 * MiB, 17) == b"written on node-a"
     assert read_at(dev_b, 0, 5) == b"atoll", "the image's data shows through the clone"
     assert "attached for writing on node-b" in a.refused("volume", "attach", "vm1")
-    assert a.refused("volume", "delete", "vm1").endswith(
-        f"attached at {dev_b} on node-b: detach it to delete it"
+    refused = a.refused("volume", "delete", "vm1")
+    assert f"attached at {dev_b} on host node-b since " in refused
+    assert refused.endswith(
+        "run 'atoll volume detach vm1' there, or 'atoll host forget node-b' if it is dead"
     )
     b.cli("volume", "detach", "vm1")
     a.cli("volume", "delete", "vm1")

@@ -64,7 +64,7 @@ def test_resource_locks_span_hosts_sharing_a_postgresql_catalog(
     vol = node_a.volumes.create("shared", size=1 << 20)
     with (
         node_a.volumes.lock(vol.id),
-        pytest.raises(InUse, match="another operation holds its lock"),
+        pytest.raises(InUse, match="an operation on another host holds its lock"),
         node_b.volumes.lock(vol.id, wait=0.3),
     ):
         pass
