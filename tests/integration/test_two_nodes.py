@@ -140,3 +140,22 @@ def test_live_migration_shares_the_volume_then_hands_it_over(nodes: tuple[Node, 
     assert b.ext("detach", **vol).returncode == 0
     a.cli("volume", "attach", "vm2", "--userspace")
     a.cli("volume", "detach", "vm2")
+
+
+def test_forgetting_a_dead_node_breaks_its_write_lock(nodes: tuple[Node, Node]) -> None:
+    """node-a dies with vm1 attached for writing: node-b is refused until an admin forgets node-a, which
+    breaks node-a's RBD lock and drops its attachment; then node-b attaches, and fsck is clean."""
+    a, b = nodes
+    a.cli("volume", "create", "vm1", "--size", "8M")
+    a.cli("volume", "attach", "vm1", "--userspace")  # holds the lock; nothing on the host to clean up
+    assert "attached for writing on node-a" in b.refused("volume", "attach", "vm1", "--userspace")
+    assert "'atoll host forget node-a' if it is dead" in b.refused("volume", "delete", "vm1")
+    assert "node-b is this host" in b.refused("host", "forget", "node-b", "--yes")
+    assert b.cli("host", "forget", "node-a", "--yes").stdout.strip() == "host node-a forgotten; released: vm1"
+    listed = b.cli("host", "list").stdout
+    assert any(line.split()[:3] == ["node-a", "forgotten", "0"] for line in listed.splitlines())
+    assert b.cli("volume", "attach", "vm1", "--userspace").stdout.startswith("rbd:")
+    assert "attached for writing on node-b" in a.refused("volume", "attach", "vm1", "--userspace")
+    b.cli("volume", "detach", "vm1")
+    assert b.cli("fsck").returncode == 0
+    b.cli("volume", "delete", "vm1")
