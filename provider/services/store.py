@@ -17,6 +17,7 @@ from provider.services.images import ImageService
 from provider.services.objects import ObjectService
 from provider.services.os_caller import os_caller
 from provider.services.resources import ResourceService
+from provider.services.scrub import ScrubService
 from provider.services.volumes import VolumeService
 from provider.utils import process
 
@@ -103,3 +104,7 @@ class Store:
     @cached_property
     def hosts(self) -> HostService:
         return HostService(self)
+
+    @cached_property
+    def scrub(self) -> ScrubService:
+        return ScrubService(self)
