@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,9 +14,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from provider.catalog import schema
-from provider.errors import CatalogError
+from provider.errors import AtollError, CatalogError, StorageFull
 
 LOG = logging.getLogger(__name__)
+FULL_BELOW = 1 << 20  # a SQLite write error with less free space than this is a full disk
 
 
 def _make_engine(url: str, busy_timeout: float) -> Engine:
@@ -81,7 +83,22 @@ class Catalog:
                         conn.execute(text("SELECT pg_advisory_xact_lock(7321)"))
                     yield conn
         except OperationalError as e:
-            raise CatalogError(reason=str(e.orig) if e.orig else str(e)) from e
+            raise self._translate(e) from e
+
+    def _translate(self, e: OperationalError) -> AtollError:
+        """SQLite reports a full disk as 'database or disk is full', 'disk I/O error' or 'unable to open
+        database file' (it cannot create its journal): any failure with the disk (nearly) full is that."""
+        reason = str(e.orig) if e.orig else str(e)
+        database = self.engine.url.database
+        if self.is_sqlite and database:
+            directory = os.path.dirname(os.path.abspath(database))
+            try:
+                st = os.statvfs(directory)
+            except OSError:
+                return CatalogError(reason=reason)
+            if st.f_bavail * st.f_frsize < FULL_BELOW:
+                return StorageFull(path=directory)
+        return CatalogError(reason=reason)
 
     @contextmanager
     def held(self, key: str, deadline: float) -> Iterator[bool]:
