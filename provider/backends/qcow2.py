@@ -9,7 +9,7 @@ from typing import IO, Any
 
 from provider.backends.base import Capability, CloneResult, SnapshotLayout, SnapshotResult
 from provider.backends.files import FileBackend, copy_raw, translate_oserror
-from provider.errors import BackendError
+from provider.errors import BackendError, StorageFull
 from provider.utils import process
 
 
@@ -46,10 +46,19 @@ class Qcow2Backend(FileBackend):
             layers.append((os.path.basename(path), entry["format"]))
         return layers
 
+    def _img(self, argv: list[str]) -> None:
+        """Run a qemu-img command that writes into the store; a full filesystem is StorageFull."""
+        try:
+            self.run(argv)
+        except process.ProcessError as e:
+            if "No space left on device" in e.stderr or "Disk quota exceeded" in e.stderr:
+                raise StorageFull(path=str(self.data_dir)) from e
+            raise
+
     def create_overlay(self, locator: str, backing: str, size: int) -> None:
         """A new empty qcow2 ``locator`` over ``backing`` (named relatively), which is not opened: it
         may be held by a running daemon (that is how a live snapshot starts)."""
-        self.run(
+        self._img(
             [
                 "qemu-img", "create", "-q", "-u", "-f", "qcow2", "-F", "qcow2",
                 "-b", self.path(backing).name, str(self.path(locator)), str(size),
@@ -60,7 +69,7 @@ class Qcow2Backend(FileBackend):
     def rebase(self, locator: str, base: str, base_format: str) -> None:
         """Make the volume ``locator`` read straight from ``base``, a layer further down its chain: the
         data of the layers in between is copied into ``locator`` (safe rebase); no other file changes."""
-        self.run(
+        self._img(
             [
                 "qemu-img", "rebase", "-q", "-f", "qcow2", "-F", base_format,
                 "-b", self.path(base).name, str(self.path(locator)),
@@ -69,13 +78,13 @@ class Qcow2Backend(FileBackend):
 
     def create_empty(self, locator: str, size: int) -> str:
         self._ensure_dir()
-        self.run(["qemu-img", "create", "-q", "-f", "qcow2", str(self.path(locator)), str(size)])
+        self._img(["qemu-img", "create", "-q", "-f", "qcow2", str(self.path(locator)), str(size)])
         os.chmod(self.path(locator), 0o600)
         return "qcow2"
 
     def clone(self, source: str, source_format: str, locator: str, size: int) -> CloneResult:
         # The backing file is named relative to the overlay: the store stays relocatable.
-        self.run(
+        self._img(
             [
                 "qemu-img", "create", "-q", "-f", "qcow2", "-F", source_format,
                 "-b", self.path(source).name, str(self.path(locator)), str(size),
@@ -86,7 +95,7 @@ class Qcow2Backend(FileBackend):
 
     def snapshot(self, volume: str, new_locator: str) -> SnapshotResult:
         top = self.path(volume)
-        self.run(
+        self._img(
             [
                 "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
                 "-b", top.name, str(self.path(new_locator)),
@@ -102,7 +111,7 @@ class Qcow2Backend(FileBackend):
         )
 
     def grow(self, locator: str, size: int) -> None:
-        self.run(["qemu-img", "resize", "-q", "-f", "qcow2", str(self.path(locator)), str(size)])
+        self._img(["qemu-img", "resize", "-q", "-f", "qcow2", str(self.path(locator)), str(size)])
 
     def export_stream(self, locator: str, disk_format: str, out: IO[bytes]) -> None:
         path = self.path(locator)
@@ -115,6 +124,8 @@ class Qcow2Backend(FileBackend):
             try:
                 self.run(["qemu-img", "convert", "-U", "-O", "raw", str(path), tmp.name])
             except process.ProcessError as e:
+                if "No space left on device" in e.stderr:
+                    raise StorageFull(path=str(tmp_dir)) from e
                 raise BackendError(reason=f"cannot read {locator}: {e.stderr.strip()}") from e
             try:
                 copy_raw(tmp_dir / tmp.name, out)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +109,20 @@ def test_full_store_fails_cleanly_and_recovers(small_env: StoreEnv, tmp_path: Pa
     env.cli("volume", "create", "c2", "--from", "base", "--no-customize")
     env.cli("volume", "snapshot", "keep", "keep-wed")
     _consistent(env)
+
+
+def test_qemu_img_out_of_space_is_storage_full(tmp_path: Path) -> None:
+    """Error path only (a fake runner): qemu-img's ENOSPC message becomes the store-full error."""
+    from provider.backends.qcow2 import Qcow2Backend
+    from provider.config import StoreConfig
+    from provider.errors import StorageFull
+    from provider.utils.process import ProcessError
+
+    def full(argv: Sequence[str], **_kw: Any) -> Any:
+        raise ProcessError(argv, 1, "", "qemu-img: v.qcow2: Could not write: No space left on device\n")
+
+    backend = Qcow2Backend(StoreConfig(backend="qcow2", path=tmp_path), run=full)
+    with pytest.raises(StorageFull, match=f"the store at {tmp_path / 'data'} is full"):
+        backend.create_empty("v.qcow2", MiB)
+    with pytest.raises(StorageFull):
+        backend.clone("b.raw", "raw", "v.qcow2", MiB)
