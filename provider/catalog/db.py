@@ -18,6 +18,8 @@ from provider.errors import AtollError, CatalogError, StorageFull
 
 LOG = logging.getLogger(__name__)
 FULL_BELOW = 1 << 20  # a SQLite write error with less free space than this is a full disk
+CATALOG_LOCK = 7321  # PostgreSQL advisory lock ids: the whole catalog, shared or exclusive
+KEY_LOCKS = 2  # ... and the namespace of per-key locks (pg_advisory_xact_lock(2, hashtext(key)))
 
 
 def _make_engine(url: str, busy_timeout: float) -> Engine:
@@ -73,14 +75,13 @@ class Catalog:
         self.is_sqlite = url.startswith("sqlite")
 
     @contextmanager
-    def _txn(self, write: bool) -> Iterator[Connection]:
+    def _txn(self, write: bool, keys: tuple[str, ...] = ()) -> Iterator[Connection]:
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(atoll_write=write)
                 with conn.begin():
                     if write and not self.is_sqlite:
-                        # One writer at a time on PostgreSQL too: names and dependents stay consistent.
-                        conn.execute(text("SELECT pg_advisory_xact_lock(7321)"))
+                        self._pg_write_locks(conn, keys)
                     yield conn
         except OperationalError as e:
             raise self._translate(e) from e
@@ -124,11 +125,34 @@ class Catalog:
         except OperationalError as e:
             raise CatalogError(reason=str(e.orig) if e.orig else str(e)) from e
 
+    def _pg_write_locks(self, conn: Connection, keys: tuple[str, ...]) -> None:
+        """PostgreSQL writers lock what they touch. A write that names its keys (``resource:<id>``,
+        ``name:<kind>:<name>``) holds the catalog lock shared plus each key exclusively, so writes to
+        different resources run in parallel; a write that names none holds the catalog lock exclusively
+        (one writer at a time, as SQLite does)."""
+        if not keys:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CATALOG_LOCK})
+            return
+        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": CATALOG_LOCK})
+        self.lock_keys(conn, *keys)
+
+    def lock_keys(self, conn: Connection, *keys: str) -> None:
+        """Lock ``keys`` until ``conn``'s transaction ends (PostgreSQL; SQLite has one writer anyway).
+        Take keys in one call (they are sorted, so two writers never wait on each other in a cycle), or
+        later only for resources further up the dependency graph (collection walks up, never down)."""
+        if self.is_sqlite:
+            return
+        for key in sorted(set(keys)):
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:ns, hashtext(:key))"), {"ns": KEY_LOCKS, "key": key}
+            )
+
     def read(self) -> Any:
         return self._txn(write=False)
 
-    def write(self) -> Any:
-        return self._txn(write=True)
+    def write(self, *keys: str) -> Any:
+        """A write transaction; ``keys`` name what it changes (see :meth:`_pg_write_locks`)."""
+        return self._txn(write=True, keys=keys)
 
     def version(self) -> int:
         with self.read() as conn:
@@ -154,8 +178,11 @@ class Catalog:
                 )
             for version in range(current + 1, schema.SCHEMA_VERSION + 1):
                 LOG.info("migrating catalog to schema %d", version)
-                for statement in schema.MIGRATIONS[version - 1]:
-                    conn.exec_driver_sql(statement)
+                for step in schema.MIGRATIONS[version - 1]:
+                    if callable(step):  # a data step (Python), between the DDL statements
+                        step(conn)
+                    else:
+                        conn.exec_driver_sql(step)
                 if version == 1:
                     conn.execute(schema.meta.insert().values(key="schema_version", value="1"))
                 else:

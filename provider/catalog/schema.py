@@ -1,12 +1,17 @@
 """Table definitions (the current schema) and the ordered migrations that build it.
 
-Migrations are plain DDL that SQLite and PostgreSQL both accept; each one runs exactly once, recorded in
-``atoll_meta.schema_version``. Add a migration by appending to MIGRATIONS; never edit a released one.
+Migrations are plain DDL that SQLite and PostgreSQL both accept (or, where data must be converted, a
+function of the connection); each one runs exactly once, recorded in ``atoll_meta.schema_version``.
+Add a migration by appending to MIGRATIONS; never edit a released one.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, Text
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, Table, Text, delete, select
 
 metadata = MetaData()
 
@@ -117,6 +122,18 @@ hosts = Table(
     Column("forgotten_at", Text),
 )
 
+# Ganeti identity of volumes (VOL_NAME, VOL_UUID, …) as indexed rows: Ganeti finds a volume by name on
+# every verb, which must not parse every volume's JSON.
+ganeti_ids = Table(
+    "ganeti_ids",
+    metadata,
+    Column("resource_id", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+Step = str | Callable[[Connection], None]  # DDL, or a data step run on the migrating connection
+
 _V1 = [
     "CREATE TABLE atoll_meta (key TEXT PRIMARY KEY, value TEXT)",
     """CREATE TABLE resources (
@@ -162,14 +179,39 @@ _V2 = [
 
 # Stale state and scale: the process serving an attachment (pid + kernel start time, so a reused pid does
 # not count as alive), known and forgotten hosts, and the indexes listings and Ganeti lookups use.
-_V_RESILIENCE = [
+_V_RESILIENCE: list[Step] = [
     "ALTER TABLE attachments ADD COLUMN pid INTEGER",
     "ALTER TABLE attachments ADD COLUMN proc_start TEXT",
     "CREATE INDEX attachments_host ON attachments (host)",
     """CREATE TABLE hosts (
         name TEXT PRIMARY KEY, state TEXT NOT NULL CHECK (state IN ('alive', 'forgotten')),
         seen_at TEXT, forgotten_at TEXT)""",
+    """CREATE TABLE ganeti_ids (
+        resource_id TEXT NOT NULL REFERENCES resources (id) ON DELETE CASCADE,
+        key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (resource_id, key))""",
+    "CREATE INDEX ganeti_ids_lookup ON ganeti_ids (key, value)",
+    "CREATE INDEX resources_owner ON resources (owner)",
+    "CREATE INDEX image_views_visibility ON image_views (visibility)",
+    "CREATE INDEX image_members_member ON image_members (member)",
+    lambda conn: index_ganeti_ids(conn),
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V_RESILIENCE]
+MIGRATIONS: list[Sequence[Step]] = [_V1, _V2, _V_RESILIENCE]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def ganeti_rows(rid: str, ganeti: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The indexed rows of a volume's Ganeti identity: every string value (VOL_NAME, VOL_UUID, …)."""
+    return [
+        {"resource_id": rid, "key": k, "value": v} for k, v in sorted(ganeti.items()) if isinstance(v, str)
+    ]
+
+
+def index_ganeti_ids(conn: Connection) -> None:
+    """Fill ganeti_ids from the volumes' JSON (the data step of _V_RESILIENCE)."""
+    conn.execute(delete(ganeti_ids))
+    rows = []
+    for rid, text in conn.execute(select(volume_views.c.resource_id, volume_views.c.ganeti)):
+        rows += ganeti_rows(rid, json.loads(text or "{}"))
+    if rows:
+        conn.execute(ganeti_ids.insert(), rows)

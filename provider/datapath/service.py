@@ -17,7 +17,7 @@ from provider.datapath.model import Access, Attachment, Mode
 from provider.datapath.qsd import QsdAttacher
 from provider.datapath.rbd import RbdAttacher
 from provider.errors import CapabilityNotSupported, DataPathError, InUse, NotFound, PermissionDenied
-from provider.services.base import HOST, Service, now
+from provider.services.base import HOST, Service, now, res_key
 from provider.services.model import Resource
 from provider.utils import procs
 from provider.utils.names import UUID_RE
@@ -79,7 +79,7 @@ class DataPath(Service):
             return self.record(conn, rid)
 
     def _save(self, att: Attachment, pid: int | None) -> None:
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(att.resource_id), f"host:{att.host}") as conn:
             self._forget(conn, att.resource_id)
             record_host(conn, att.host)
             conn.execute(
@@ -167,7 +167,7 @@ class DataPath(Service):
             with self.catalog.read() as conn:
                 att = self.record(conn, res.id)
             self.attacher(res).detach(res, att)
-            with self.catalog.write() as conn:
+            with self.catalog.write(res_key(res.id)) as conn:
                 self._forget(conn, res.id)
         if att is not None:
             LOG.info("%s %s detached", res.kind, res.name)
@@ -243,7 +243,7 @@ class DataPath(Service):
             if row is None or self.stale_reason(res, row) is None:
                 return False
             self.attacher(res).detach(res, _from_row(row))
-            with self.catalog.write() as conn:
+            with self.catalog.write(res_key(res.id)) as conn:
                 self._forget(conn, res.id)
         LOG.warning("released the stale attachment of %s %s", res.kind, res.name)
         return True

@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, Connection, Table, delete, func, select, u
 
 from provider.catalog import schema as t
 from provider.errors import Ambiguous, InUse, NotFound, PermissionDenied
+from provider.services.catalog_listing import list_resources
 from provider.services.model import Resource, build
 from provider.utils.names import UUID_RE
 
@@ -27,6 +28,16 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 HOST = socket.gethostname()
+
+
+def res_key(rid: str) -> str:
+    """The catalog lock key of one resource (PostgreSQL: writers of different resources run together)."""
+    return f"resource:{rid}"
+
+
+def name_key(what: str, name: str) -> str:
+    """The catalog lock key of a name (``volume``, ``image``, ``object``) while it is checked and taken."""
+    return f"name:{what}:{name}"
 
 
 def now() -> str:
@@ -133,18 +144,10 @@ class Service:
     def list_view(
         self, view: Table, *order: ColumnElement[Any], where: ColumnElement[bool] | None = None
     ) -> list[Resource]:
-        """The available resources that have ``view`` and that the caller may read, in ``order``."""
+        """The available resources that have ``view`` and that the caller may read, in ``order``: one
+        query, whatever the number of resources."""
         with self.catalog.read() as conn:
-            q = (
-                select(view.c.resource_id)
-                .join(t.resources, t.resources.c.id == view.c.resource_id)
-                .where(t.resources.c.state == "available")
-                .order_by(*order)
-            )
-            if where is not None:
-                q = q.where(where)
-            found = [self.load(conn, rid) for (rid,) in conn.execute(q)]
-            return [r for r in found if self.can_read(conn, r)]
+            return list_resources(conn, view, self.caller.name, self.caller.admin, order, where)
 
     # ---- access ----------------------------------------------------------------------------------
     def can_read(self, conn: Connection, res: Resource) -> bool:
@@ -218,7 +221,7 @@ class Service:
 
     def abort_pending(self, rid: str) -> None:
         """Undo a pending operation of this process: drop its rows, then remove what it created."""
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(rid)) as conn:
             files = self._drop_pending(conn, rid)
         self._remove_files(files)
 
@@ -234,10 +237,16 @@ class Service:
     def reap_dead(self, conn: Connection) -> list[tuple[str, str]]:
         """Drop pending operations whose process died on this host; return the files to remove."""
         files: list[tuple[str, str]] = []
-        rows = conn.execute(select(t.resources.c.id).where(t.resources.c.state == "pending")).all()
+        rows = conn.execute(
+            select(t.resources.c.id).where(t.resources.c.state == "pending").order_by(t.resources.c.id)
+        ).all()
         for (rid,) in rows:
-            res = self.load(conn, rid, states=("pending",))
+            try:
+                res = self.load(conn, rid, states=("pending",))
+            except NotFound:  # finished, or reaped by another process meanwhile
+                continue
             if not op_owner_alive(res):
+                self.catalog.lock_keys(conn, res_key(rid))
                 LOG.warning("cleaning up %s of %s left by dead process %s", res.op, rid, res.op_pid)
                 files += self._drop_pending(conn, rid)
         return files
@@ -249,6 +258,7 @@ class Service:
 
     def hide(self, conn: Connection, rid: str) -> list[tuple[str, str]]:
         """Remove every view of ``rid``; physically collect it (and freed ancestors) if nothing needs it."""
+        self.catalog.lock_keys(conn, res_key(rid))
         for view in (t.object_views, t.image_views, t.volume_views):
             conn.execute(delete(view).where(view.c.resource_id == rid))
         conn.execute(
@@ -266,6 +276,7 @@ class Service:
         todo = [rid]
         while todo:
             cur = todo.pop()
+            self.catalog.lock_keys(conn, res_key(cur))  # up the graph only: no lock cycle
             row = conn.execute(select(t.resources).where(t.resources.c.id == cur)).first()
             if row is None or row.state != "deleted" or self.dependents(conn, cur):
                 continue
@@ -290,11 +301,11 @@ class Service:
                 LOG.exception("could not remove %s from %s", locator, backend)
 
     @contextmanager
-    def write_then_remove(self) -> Iterator[tuple[Connection, list[tuple[str, str]]]]:
-        """A write transaction that also reaps dead operations; files queued in the list are removed
-        only after the commit."""
+    def write_then_remove(self, *keys: str) -> Iterator[tuple[Connection, list[tuple[str, str]]]]:
+        """A write transaction (locking ``keys``, see Catalog.write) that also reaps dead operations;
+        files queued in the list are removed only after the commit."""
         files: list[tuple[str, str]] = []
-        with self.catalog.write() as conn:
+        with self.catalog.write(*keys) as conn:
             files += self.reap_dead(conn)
             yield conn, files
         self._remove_files(files)

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from provider.backends.base import SnapshotLayout
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, AtollError, Conflict, InvalidInput, NotFound
-from provider.services.base import Service, new_id, now
+from provider.services.base import Service, name_key, new_id, now, res_key
 from provider.services.chains import Chains
 from provider.services.model import Resource
 from provider.services.objects import SNAPSHOTS_CONTAINER
@@ -71,11 +71,16 @@ class VolumeService(Service):
         backend = self.store.backend()
         rid = new_id()
         locator = backend.new_locator(rid, "rw")
-        with self.write_then_remove() as (conn, _):
+        keys = [res_key(rid), name_key("volume", name)]
+        if source is not None:  # lock the source by id, then check it again inside the transaction
+            keys.append(res_key(self.get(source, "source").id))
+        with self.write_then_remove(*keys) as (conn, _):
             self._check_name_free(conn, name)
             src = None
             if source is not None:
                 src = self.resolve(conn, source, "source")
+                if res_key(src.id) not in keys:  # the name moved to another resource meanwhile
+                    raise Conflict(reason=f"{source!r} changed while the clone started: try again")
                 self.check_read(conn, src)
                 if src.mode != "ro":
                     raise Conflict(
@@ -118,13 +123,14 @@ class VolumeService(Service):
                     created_at=now(),
                 )
             )
+            self._index_ganeti(conn, rid, ganeti or {})
         try:
             if src is None:
                 backend.create_empty(locator, size)
             else:
                 result = backend.clone(src.locator, src.disk_format, locator, size)
             failpoint("clone.after-backend")
-            with self.catalog.write() as conn:
+            with self.catalog.write(*keys) as conn:
                 if src is not None and not result.depends_on_source:
                     conn.execute(delete(t.deps).where(t.deps.c.resource_id == rid))
                 self.mark_available(conn, rid)
@@ -137,8 +143,9 @@ class VolumeService(Service):
         """Freeze the volume's content as a read-only Snapshot (an image with EXCLUDE_ALL_TASKS)."""
         check_name(name, "snapshot name")
         vol = self.get(ref, "volume")
+        keys = (res_key(vol.id), name_key("image", name), name_key("object", f"{SNAPSHOTS_CONTAINER}/{name}"))
         with self.lock(vol.id):
-            with self.write_then_remove() as (conn, _):
+            with self.write_then_remove(*keys) as (conn, _):
                 vol = self._volume(conn, ref)
                 backend = self.store.backend(vol.backend)
                 self.store.images._check_name_free(conn, name)
@@ -175,7 +182,7 @@ class VolumeService(Service):
                     vol.locator, new_locator
                 )
                 failpoint("snapshot.after-backend")
-                with self.catalog.write() as conn:
+                with self.catalog.write(res_key(vol.id), res_key(sid)) as conn:
                     self._link_snapshot(conn, vol, sid, result.layout, result.volume_locator)
                     self.mark_available(
                         conn, sid, locator=result.snapshot_locator, disk_format=result.snapshot_format
@@ -256,7 +263,7 @@ class VolumeService(Service):
                 )
             if not self.datapath.live_grow(vol, size):
                 self.store.backend(vol.backend).grow(vol.locator, size)
-            with self.catalog.write() as conn:
+            with self.catalog.write(res_key(vol.id)) as conn:
                 conn.execute(
                     update(t.resources).where(t.resources.c.id == vol.id).values(size=size, updated_at=now())
                 )
@@ -267,7 +274,7 @@ class VolumeService(Service):
         vol = self.get(ref, "volume")
         with self.lock(vol.id):
             self.datapath.refuse_if_attached(vol, "delete it")
-            with self.write_then_remove() as (conn, files):
+            with self.write_then_remove(res_key(vol.id)) as (conn, files):
                 vol = self._volume(conn, ref)
                 files += self.hide(conn, vol.id)
 
@@ -287,12 +294,27 @@ class VolumeService(Service):
                 .where(t.volume_views.c.resource_id == vol.id)
                 .values(ganeti=json.dumps(merged))
             )
+            self._index_ganeti(conn, vol.id, merged)
             return self.load(conn, vol.id)
 
+    def _index_ganeti(self, conn: Connection, rid: str, ganeti: dict[str, Any]) -> None:
+        conn.execute(delete(t.ganeti_ids).where(t.ganeti_ids.c.resource_id == rid))
+        rows = t.ganeti_rows(rid, ganeti)
+        if rows:
+            conn.execute(t.ganeti_ids.insert(), rows)
+
     def find_by_ganeti(self, key: str, value: str) -> Resource:
-        """Find the volume whose Ganeti identity ``key`` (e.g. ``VOL_NAME``) is ``value``."""
+        """Find the volume whose Ganeti identity ``key`` (e.g. ``VOL_NAME``) is ``value`` (indexed)."""
+        ids = t.ganeti_ids.c
         with self.catalog.read() as conn:
-            for rid, ganeti in conn.execute(select(t.volume_views.c.resource_id, t.volume_views.c.ganeti)):
-                if json.loads(ganeti).get(key) == value:
-                    return self.load(conn, rid)
+            rid = conn.execute(
+                select(ids.resource_id)
+                .join(t.volume_views, t.volume_views.c.resource_id == ids.resource_id)
+                .join(t.resources, t.resources.c.id == ids.resource_id)
+                .where(ids.key == key, ids.value == value, t.resources.c.state == "available")
+                .order_by(t.volume_views.c.created_at)
+                .limit(1)
+            ).scalar()
+            if rid is not None:
+                return self.load(conn, rid)
         raise NotFound(what="volume with " + key, ref=value)
