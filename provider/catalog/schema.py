@@ -191,6 +191,7 @@ _V_RESILIENCE: list[Step] = [
         key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (resource_id, key))""",
     "CREATE INDEX ganeti_ids_lookup ON ganeti_ids (key, value)",
     "CREATE INDEX resources_owner ON resources (owner)",
+    "CREATE INDEX resources_locator ON resources (locator)",
     "CREATE INDEX image_views_visibility ON image_views (visibility)",
     "CREATE INDEX image_members_member ON image_members (member)",
     lambda conn: index_ganeti_ids(conn),
