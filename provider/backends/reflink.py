@@ -59,10 +59,14 @@ def ficlone(src: Path, dst: Path, *, mode: int) -> None:
         os.close(fd)
 
 
+PROBE_PREFIX = ".reflink-probe-"
+
+
 def supports_reflink(directory: Path) -> bool:
     """True when files in ``directory`` can be cloned with FICLONE."""
     try:
-        with tempfile.TemporaryDirectory(dir=directory, prefix=".reflink-probe-") as tmp:
+        # The pid in the name lets fsck remove the probe of a process killed meanwhile.
+        with tempfile.TemporaryDirectory(dir=directory, prefix=f"{PROBE_PREFIX}{os.getpid()}-") as tmp:
             src = Path(tmp) / "a"
             src.write_bytes(b"\0" * 4096)
             ficlone(src, Path(tmp) / "b", mode=0o600)

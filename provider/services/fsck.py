@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
 
+from provider.backends.reflink import PROBE_PREFIX
 from provider.catalog import schema as t
 from provider.errors import AtollError
 from provider.services.base import HOST, Service, op_owner_alive
+from provider.utils import procs
 
 
 @dataclass
@@ -96,7 +98,16 @@ class FsckService(Service):
         self._stale_attachments(report, repair)
         if repair:
             shutil.rmtree(self.store.config.store.path / "tmp", ignore_errors=True)
+            self._dead_probes()
         return report
+
+    def _dead_probes(self) -> None:
+        """Remove reflink probe directories whose process died (killed during ``atoll init``)."""
+        data = self.store.config.store.path / "data"
+        for probe in data.glob(f"{PROBE_PREFIX}*") if data.is_dir() else []:
+            pid = probe.name.removeprefix(PROBE_PREFIX).split("-", 1)[0]
+            if not pid.isdigit() or procs.start_time(int(pid)) is None:
+                shutil.rmtree(probe, ignore_errors=True)
 
     def _stale_attachments(self, report: FsckReport, repair: bool) -> None:
         for stale in self.store.hosts.stale_attachments():

@@ -139,3 +139,16 @@ def test_fsck_repairs_what_a_forgotten_host_left(qenv: StoreEnv) -> None:
     assert all(f.repaired for f in store.fsck.run(repair=True).findings)
     assert store.fsck.run().findings == []
     store.volumes.delete("vm2")
+
+
+def test_fsck_removes_the_reflink_probe_of_a_killed_init(qcow2_env: StoreEnv) -> None:
+    store = qcow2_env.open()
+    data = qcow2_env.config.store.path / "data"
+    dead = data / ".reflink-probe-999999999-abc"  # no such pid
+    running = data / f".reflink-probe-{os.getpid()}-def"
+    for probe in (dead, running):
+        probe.mkdir(parents=True)
+        (probe / "a").write_bytes(b"\0" * 4096)
+    store.fsck.run(repair=True)
+    assert not dead.exists()
+    assert running.exists(), "a probe of a live process is left to it"
