@@ -20,6 +20,7 @@ from provider.errors import CapabilityNotSupported, DataPathError, InUse, NotFou
 from provider.services.base import HOST, Service, now, res_key
 from provider.services.model import Resource
 from provider.utils import procs
+from provider.utils.faults import failpoint
 from provider.utils.names import UUID_RE
 from provider.utils.rollback import rollback
 
@@ -141,6 +142,7 @@ class DataPath(Service):
                     return current
                 LOG.warning("the data path of %s %s is down: bringing it up again", res.kind, res.name)
             att = attacher.attach(res, req)
+            failpoint("attach.after-datapath")
             with rollback() as undo:
                 undo.push(attacher.detach, res, att)
                 self._save(att, attacher.server_pid(att))
@@ -167,6 +169,7 @@ class DataPath(Service):
             with self.catalog.read() as conn:
                 att = self.record(conn, res.id)
             self.attacher(res).detach(res, att)
+            failpoint("detach.after-datapath")
             with self.catalog.write(res_key(res.id)) as conn:
                 self._forget(conn, res.id)
         if att is not None:

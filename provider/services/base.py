@@ -21,6 +21,7 @@ from provider.catalog import schema as t
 from provider.errors import Ambiguous, InUse, NotFound, PermissionDenied
 from provider.services.catalog_listing import list_resources
 from provider.services.model import Resource, build
+from provider.utils.faults import failpoint
 from provider.utils.names import UUID_RE
 
 if TYPE_CHECKING:
@@ -308,6 +309,8 @@ class Service:
         with self.catalog.write(*keys) as conn:
             files += self.reap_dead(conn)
             yield conn, files
+        if files:
+            failpoint("collect.before-remove")
         self._remove_files(files)
 
     # ---- locks -----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from provider.backends.qcow2 import Qcow2Backend
 from provider.catalog import schema as t
 from provider.services.base import Service, new_id, now
 from provider.services.model import Resource
+from provider.utils.faults import failpoint
 
 if TYPE_CHECKING:
     from provider.datapath.service import DataPath
@@ -85,6 +86,7 @@ class Chains(Service):
         LOG.info("volume %s reads through %d layers: merging %d of them", vol.name, len(chain), index - 1)
         if att is None:
             backend.rebase(vol.locator, base, base_format)
+            failpoint("chain.after-rebase")
             with self.write_then_remove() as (conn, files):
                 files += self._rewire(conn, vol.id, base_id)
             return True

@@ -177,6 +177,7 @@ class VolumeService(Service):
                 props = self.store.images.inherited_properties(conn, vol)
                 props.update({EXCLUDE_ALL_TASKS: "yes", SNAPSHOT_OF: vol.id})
                 self._insert_snapshot_views(conn, sid, name, props)
+            failpoint("snapshot.after-pending")
             try:
                 result = self.datapath.live_snapshot(vol, new_locator) or backend.snapshot(
                     vol.locator, new_locator
@@ -263,6 +264,7 @@ class VolumeService(Service):
                 )
             if not self.datapath.live_grow(vol, size):
                 self.store.backend(vol.backend).grow(vol.locator, size)
+            failpoint("grow.after-backend")
             with self.catalog.write(res_key(vol.id)) as conn:
                 conn.execute(
                     update(t.resources).where(t.resources.c.id == vol.id).values(size=size, updated_at=now())
