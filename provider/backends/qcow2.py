@@ -7,10 +7,10 @@ import os
 import tempfile
 from typing import IO, Any
 
+from atoll_common import process
 from provider.backends.base import Capability, CloneResult, SnapshotLayout, SnapshotResult
 from provider.backends.files import FileBackend, copy_raw, translate_oserror
 from provider.errors import BackendError, StorageFull
-from provider.utils import process
 
 
 class Qcow2Backend(FileBackend):
@@ -46,10 +46,10 @@ class Qcow2Backend(FileBackend):
             layers.append((os.path.basename(path), entry["format"]))
         return layers
 
-    def _img(self, argv: list[str]) -> None:
+    def _img(self, argv: list[str], **kwargs: Any) -> None:
         """Run a qemu-img command that writes into the store; a full filesystem is StorageFull."""
         try:
-            self.run(argv)
+            self.run(argv, **kwargs)
         except process.ProcessError as e:
             if "No space left on device" in e.stderr or "Disk quota exceeded" in e.stderr:
                 raise StorageFull(path=str(self.data_dir)) from e
@@ -73,7 +73,8 @@ class Qcow2Backend(FileBackend):
             [
                 "qemu-img", "rebase", "-q", "-f", "qcow2", "-F", base_format,
                 "-b", self.path(base).name, str(self.path(locator)),
-            ]
+            ],
+            timeout=None,  # copies the data of the layers in between
         )  # fmt: skip
 
     def create_empty(self, locator: str, size: int) -> str:
@@ -122,7 +123,7 @@ class Qcow2Backend(FileBackend):
         tmp_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=tmp_dir, suffix=".raw") as tmp:
             try:
-                self.run(["qemu-img", "convert", "-U", "-O", "raw", str(path), tmp.name])
+                self.run(["qemu-img", "convert", "-U", "-O", "raw", str(path), tmp.name], timeout=None)
             except process.ProcessError as e:
                 if "No space left on device" in e.stderr:
                     raise StorageFull(path=str(tmp_dir)) from e

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, Table, case, exists, func, literal, or_, select
 
 from provider.catalog import schema as t
-from provider.services.model import ImageView, ObjectView, Resource, VolumeView
+from provider.model import ImageView, ObjectView, Resource, VolumeView
 
 SEP = "\x1f"  # joins image members in one column (a name never contains a control character)
 _R, _O, _I, _V = t.resources.c, t.object_views.c, t.image_views.c, t.volume_views.c

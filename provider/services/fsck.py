@@ -11,8 +11,9 @@ from sqlalchemy import delete, select
 from provider.backends.reflink import PROBE_PREFIX
 from provider.catalog import schema as t
 from provider.errors import AtollError
-from provider.services.base import HOST, Service, op_owner_alive
+from provider.services.base import Service, op_owner_alive
 from provider.utils import procs
+from provider.utils.host import HOST
 
 
 @dataclass

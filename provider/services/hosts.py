@@ -12,8 +12,9 @@ from sqlalchemy import Connection, func, select, update
 
 from provider.catalog import schema as t
 from provider.errors import Conflict, NotFound, PermissionDenied
-from provider.services.base import HOST, Service, now
-from provider.services.model import Resource
+from provider.model import Resource
+from provider.services.base import Service
+from provider.utils.host import HOST, now
 
 LOG = logging.getLogger(__name__)
 

@@ -21,8 +21,9 @@ from sqlalchemy import Connection, func, select, update
 
 from provider.catalog import schema as t
 from provider.errors import AtollError
-from provider.services.base import Service, now
+from provider.services.base import Service
 from provider.utils.faults import failpoint
+from provider.utils.host import now
 
 LOG = logging.getLogger(__name__)
 

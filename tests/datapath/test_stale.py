@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from provider.catalog import schema as t
 from provider.errors import Conflict, InUse, PermissionDenied
-from provider.services.base import HOST
+from provider.utils.host import HOST
 from tests.conftest import StoreEnv
 from tests.datapath.conftest import Disks
 

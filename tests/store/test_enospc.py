@@ -113,10 +113,10 @@ def test_full_store_fails_cleanly_and_recovers(small_env: StoreEnv, tmp_path: Pa
 
 def test_qemu_img_out_of_space_is_storage_full(tmp_path: Path) -> None:
     """Error path only (a fake runner): qemu-img's ENOSPC message becomes the store-full error."""
+    from atoll_common.process import ProcessError
     from provider.backends.qcow2 import Qcow2Backend
     from provider.config import StoreConfig
     from provider.errors import StorageFull
-    from provider.utils.process import ProcessError
 
     def full(argv: Sequence[str], **_kw: Any) -> Any:
         raise ProcessError(argv, 1, "", "qemu-img: v.qcow2: Could not write: No space left on device\n")
