@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
+from customization.properties import validate
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput, PermissionDenied
 from provider.model import Resource
@@ -49,15 +50,7 @@ class ImageService(Service):
             unchanged = old is not None and old.get(key) == clean[key]
             if self.store.config.images.is_protected(key) and not self.caller.admin and not unchanged:
                 raise PermissionDenied(reason=f"property {key} is protected: only an admin may set it")
-        try:
-            from customization.errors import CustomizationError
-            from customization.properties import validate
-        except ImportError:
-            return clean
-        try:
-            validate(clean)
-        except CustomizationError as e:
-            raise InvalidInput(str(e)) from e
+        validate(clean)  # snf-image's schema, strict: PropertyError (an InvalidInput) on a bad value
         return clean
 
     def register(
@@ -90,7 +83,7 @@ class ImageService(Service):
                 if res.image.name == name and res.image.properties == props:
                     return res  # idempotent
                 raise AlreadyExists(what="image registration of object", name=res.name)
-            self._check_name_free(conn, name)
+            self.check_name_free(conn, name)
             if res.disk_format == "raw":
                 self._refuse_disguised(res)
             stamp = now()
@@ -124,7 +117,8 @@ class ImageService(Service):
                 fmt=fmt,
             )
 
-    def _check_name_free(self, conn: Connection, name: str, exclude: str | None = None) -> None:
+    def check_name_free(self, conn: Connection, name: str, exclude: str | None = None) -> None:
+        """:raises AlreadyExists: another image (or snapshot) than ``exclude`` is called ``name``."""
         q = select(t.image_views.c.resource_id).where(t.image_views.c.name == name)
         row = conn.execute(q).first()
         if row is not None and row[0] != exclude:
@@ -183,7 +177,7 @@ class ImageService(Service):
             values: dict[str, Any] = {"properties": json.dumps(props, sort_keys=True), "updated_at": now()}
             if name is not None and name != res.image.name:
                 check_name(name, "image name")
-                self._check_name_free(conn, name, exclude=res.id)
+                self.check_name_free(conn, name, exclude=res.id)
                 values["name"] = name
             if visibility is not None:
                 if visibility not in VISIBILITIES:

@@ -9,6 +9,7 @@ from typing import IO
 
 from sqlalchemy import Connection, select, update
 
+from atoll_common.rollback import rollback
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput
 from provider.model import Resource
@@ -60,14 +61,12 @@ class ObjectService(Service):
                     created_at=now(),
                 )
             )
-        try:
+        with rollback() as undo:
+            undo.push(self.abort_pending, rid)
             result = backend.import_stream(locator, stream, progress)
             failpoint("upload.after-backend")
             with self.catalog.write() as conn:
                 self.mark_available(conn, rid, size=result.size, sha256=result.sha256)
-        except BaseException:
-            self.abort_pending(rid)
-            raise
         return self.get(rid)
 
     def _reserve_name(self, conn: Connection, container: str, name: str) -> None:
