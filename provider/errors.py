@@ -83,3 +83,9 @@ class DataPathError(AtollError):
     """Attaching, detaching or a live operation through the data path failed."""
 
     message = "data path failure: %(reason)s"
+
+
+class AuthenticationFailed(AtollError):
+    """Wrong credentials, or a token that is missing, malformed, expired or revoked (HTTP 401)."""
+
+    message = "authentication failed: %(reason)s"
