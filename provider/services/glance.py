@@ -19,7 +19,7 @@ from typing import IO, Any, cast
 from sqlalchemy import Connection, delete, select, update
 
 from provider.catalog import schema as t
-from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied
+from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
 from provider.services import protections
 from provider.services.base import HOST, MY_START, Service, new_id, now, op_owner_alive
 from provider.services.hashing import HashingReader
@@ -171,7 +171,7 @@ class GlanceService(Service):
                     f=rec.disk_format,
                 )
             if declared is not None and declared > limit:
-                raise InvalidInput("the image is larger than the limit of %(limit)d bytes", limit=limit)
+                raise TooLarge(what="the image", limit=limit)
             row = conn.execute(select(t.resources).where(t.resources.c.id == image_id)).one()
             uploader = {"host": HOST, "pid": os.getpid(), "proc_start": MY_START}
             conn.execute(
