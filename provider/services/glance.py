@@ -77,6 +77,8 @@ class GlanceService(Service):
         container_format = fields.get("container_format") or "bare"
         visibility = fields.get("visibility") or "shared"
         self._check_enums(disk_format, container_format, visibility)
+        if visibility == "public" and not self.caller.admin:
+            raise PermissionDenied(reason="only an admin may publicize an image")
         props = self._check_properties({}, properties)
         glance: dict[str, Any] = {
             k: fields[k] for k in ("min_disk", "min_ram", "protected", "os_hidden") if k in fields
@@ -303,12 +305,7 @@ class GlanceService(Service):
         if "visibility" in changes:
             vis = changes["visibility"]
             self._check_enums(None, None, vis)
-            if (
-                vis in ("public", "community")
-                and rec.api_visibility != vis
-                and not self.caller.admin
-                and vis == "public"
-            ):
+            if vis == "public" and rec.api_visibility != vis and not self.caller.admin:
                 raise PermissionDenied(reason="only an admin may publicize an image")
             values["visibility"] = "public" if vis == "community" else vis
             glance["community"] = vis == "community"
