@@ -83,3 +83,13 @@ class DataPathError(AtollError):
     """Attaching, detaching or a live operation through the data path failed."""
 
     message = "data path failure: %(reason)s"
+
+
+class MissingBlocks(Conflict):
+    """A hashmap names blocks the store does not hold for the caller: upload them, then retry."""
+
+    message = "%(count)d blocks of the hashmap are missing: upload them (POST ?update) and retry"
+
+    def __init__(self, hashes: list[str]) -> None:
+        super().__init__(count=len(hashes))
+        self.hashes = hashes

@@ -104,6 +104,34 @@ attachments = Table(
     Column("created_at", Text, nullable=False),
 )
 
+# The block index (Pithos-style dedup and sync): sha256 of each 4 MiB block of a read-only raw backend
+# object. Keyed by backend object, not resource, so thin copies (which share it) share the index too.
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("backend", Text, primary_key=True),
+    Column("locator", Text, primary_key=True),
+    Column("idx", BigInteger, primary_key=True),
+    Column("hash", Text, nullable=False),
+)
+
+# The md5 a Swift client checks as ETag, per backend object (computed while the bytes stream in).
+digests = Table(
+    "digests",
+    metadata,
+    Column("backend", Text, primary_key=True),
+    Column("locator", Text, primary_key=True),
+    Column("md5", Text, nullable=False),
+)
+
+# Blocks uploaded by ``POST ?update`` wait as view-less read-only resources until a hashmap uses them.
+block_stages = Table(
+    "block_stages",
+    metadata,
+    Column("resource_id", Text, primary_key=True),
+    Column("created_at", Text, nullable=False),
+)
+
 _V1 = [
     "CREATE TABLE atoll_meta (key TEXT PRIMARY KEY, value TEXT)",
     """CREATE TABLE resources (
@@ -147,5 +175,17 @@ _V2 = [
         PRIMARY KEY (resource_id, host))""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+_V_OBJECT_API = [
+    """CREATE TABLE blocks (
+        backend TEXT NOT NULL, locator TEXT NOT NULL, idx BIGINT NOT NULL, hash TEXT NOT NULL,
+        PRIMARY KEY (backend, locator, idx))""",
+    "CREATE INDEX blocks_hash ON blocks (hash)",
+    """CREATE TABLE digests (
+        backend TEXT NOT NULL, locator TEXT NOT NULL, md5 TEXT NOT NULL, PRIMARY KEY (backend, locator))""",
+    """CREATE TABLE block_stages (
+        resource_id TEXT PRIMARY KEY REFERENCES resources (id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL)""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V_OBJECT_API]
 SCHEMA_VERSION = len(MIGRATIONS)

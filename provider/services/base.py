@@ -279,6 +279,10 @@ class Service:
             ).scalar_one()
             if not shared:
                 files.append((row.backend, row.locator))
+                for table in (t.blocks, t.digests):
+                    conn.execute(
+                        delete(table).where(table.c.backend == row.backend, table.c.locator == row.locator)
+                    )
             todo.extend(required)
         return files
 

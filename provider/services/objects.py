@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Callable
-from typing import IO
+from typing import IO, cast
 
 from sqlalchemy import Connection, select, update
 
@@ -13,6 +13,7 @@ from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput
 from provider.services.base import Service, new_id, now
 from provider.services.model import Resource
+from provider.utils.blockhash import HashingReader
 from provider.utils.faults import failpoint
 from provider.utils.names import check_key, check_value, split_object_ref
 
@@ -28,15 +29,20 @@ class ObjectService(Service):
         meta: dict[str, str] | None = None,
         content_type: str = "application/octet-stream",
         progress: Callable[[int], None] | None = None,
+        digest: bool = False,
     ) -> Resource:
-        """Store ``stream`` as a new read-only object at ``container/name``; return it."""
+        """Store ``stream`` as a new read-only object at ``container/name``; return it.
+
+        ``digest``: also compute the md5 and the block hashes as the bytes pass (what the Object API
+        serves as ETag and hashmap); otherwise they are computed on first use.
+        """
         container, name = split_object_ref(path)
         meta = {check_key(k, "metadata key"): check_value(k, v) for k, v in (meta or {}).items()}
         backend = self.store.backend()
         rid = new_id()
         locator = backend.new_locator(rid, "ro")
         with self.write_then_remove() as (conn, _):
-            self._reserve_name(conn, container, name)
+            self.reserve_name(conn, container, name)
             self.insert_pending(
                 conn,
                 rid=rid,
@@ -49,27 +55,36 @@ class ObjectService(Service):
                 op="upload",
                 remove_on_abort=[locator],
             )
-            conn.execute(
-                t.object_views.insert().values(
-                    resource_id=rid,
-                    container=container,
-                    name=name,
-                    content_type=content_type,
-                    meta=json.dumps(meta),
-                    created_at=now(),
-                )
-            )
+            self.insert_view(conn, rid, container, name, content_type, meta)
+        hasher = HashingReader(stream) if digest else None
         try:
-            result = backend.import_stream(locator, stream, progress)
+            result = backend.import_stream(locator, cast(IO[bytes], hasher) if hasher else stream, progress)
             failpoint("upload.after-backend")
             with self.catalog.write() as conn:
                 self.mark_available(conn, rid, size=result.size, sha256=result.sha256)
+                if hasher is not None:
+                    self.store.hashmaps.record(conn, backend.name, locator, hasher.finish())
+                    self.store.hashmaps.record_md5(conn, backend.name, locator, cast(str, hasher.md5))
         except BaseException:
             self.abort_pending(rid)
             raise
         return self.get(rid)
 
-    def _reserve_name(self, conn: Connection, container: str, name: str) -> None:
+    def insert_view(
+        self, conn: Connection, rid: str, container: str, name: str, content_type: str, meta: dict[str, str]
+    ) -> None:
+        conn.execute(
+            t.object_views.insert().values(
+                resource_id=rid,
+                container=container,
+                name=name,
+                content_type=content_type,
+                meta=json.dumps(meta),
+                created_at=now(),
+            )
+        )
+
+    def reserve_name(self, conn: Connection, container: str, name: str) -> None:
         row = conn.execute(
             select(t.object_views.c.resource_id).where(
                 t.object_views.c.container == container, t.object_views.c.name == name
@@ -77,6 +92,46 @@ class ObjectService(Service):
         ).first()
         if row is not None:
             raise AlreadyExists(what="object", name=f"{container}/{name}")
+
+    def copy(
+        self,
+        source: str,
+        path: str,
+        *,
+        meta: dict[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> Resource:
+        """A new object at ``container/name`` with the bytes of the read-only ``source``: a thin clone
+        that shares the source's backend object (no data copied, the same cost at any size)."""
+        container, name = split_object_ref(path)
+        with self.write_then_remove() as (conn, _):
+            src = self.resolve(conn, source, "object")
+            self.check_read(conn, src)
+            if src.mode != "ro":
+                raise Conflict(reason=f"{src.name!r} is a volume; snapshot it and copy the snapshot")
+            new_meta = dict(src.object.meta) if src.object else {}
+            new_meta.update(
+                {check_key(k, "metadata key"): check_value(k, v) for k, v in (meta or {}).items()}
+            )
+            kind = content_type or (src.object.content_type if src.object else "application/octet-stream")
+            self.reserve_name(conn, container, name)
+            rid = new_id()
+            self.insert_pending(
+                conn,
+                rid=rid,
+                size=src.size,
+                mode="ro",
+                backend=src.backend,
+                locator=src.locator,
+                disk_format=src.disk_format,
+                parent=src.id,
+                op="copy",
+                remove_on_abort=[],
+            )
+            conn.execute(t.deps.insert().values(resource_id=rid, requires_id=src.id))
+            self.insert_view(conn, rid, container, name, kind, new_meta)
+            self.mark_available(conn, rid, sha256=src.sha256)
+            return self.load(conn, rid)
 
     def readable(self, ref: str) -> Resource:
         """The read-only resource ``ref`` names, if the caller may read it (what download streams)."""

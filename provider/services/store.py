@@ -14,6 +14,7 @@ from provider.errors import BadConfiguration
 from provider.services.base import Caller
 from provider.services.customize import CustomizeService
 from provider.services.fsck import FsckService
+from provider.services.hashmaps import HashmapService
 from provider.services.images import ImageService
 from provider.services.objects import ObjectService
 from provider.services.resources import ResourceService
@@ -79,6 +80,10 @@ class Store:
     @cached_property
     def objects(self) -> ObjectService:
         return ObjectService(self)
+
+    @cached_property
+    def hashmaps(self) -> HashmapService:
+        return HashmapService(self)
 
     @cached_property
     def images(self) -> ImageService:
