@@ -132,6 +132,18 @@ block_stages = Table(
     Column("created_at", Text, nullable=False),
 )
 
+# Swift containers a project created explicitly (with metadata and a read ACL). Containers also exist
+# implicitly while they hold objects (the CLI and snapshots create objects without a container row).
+containers = Table(
+    "containers",
+    metadata,
+    Column("project", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("meta", Text, nullable=False),
+    Column("read_acl", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+)
+
 _V1 = [
     "CREATE TABLE atoll_meta (key TEXT PRIMARY KEY, value TEXT)",
     """CREATE TABLE resources (
@@ -185,6 +197,9 @@ _V_OBJECT_API = [
     """CREATE TABLE block_stages (
         resource_id TEXT PRIMARY KEY REFERENCES resources (id) ON DELETE CASCADE,
         created_at TEXT NOT NULL)""",
+    """CREATE TABLE containers (
+        project TEXT NOT NULL, name TEXT NOT NULL, meta TEXT NOT NULL, read_acl TEXT NOT NULL,
+        created_at TEXT NOT NULL, PRIMARY KEY (project, name))""",
 ]
 
 MIGRATIONS: list[list[str]] = [_V1, _V2, _V_OBJECT_API]

@@ -12,6 +12,7 @@ from provider.catalog import SCHEMA_VERSION, Catalog
 from provider.config import Config
 from provider.errors import BadConfiguration
 from provider.services.base import Caller
+from provider.services.containers import ContainerService
 from provider.services.customize import CustomizeService
 from provider.services.fsck import FsckService
 from provider.services.hashmaps import HashmapService
@@ -80,6 +81,10 @@ class Store:
     @cached_property
     def objects(self) -> ObjectService:
         return ObjectService(self)
+
+    @cached_property
+    def containers(self) -> ContainerService:
+        return ContainerService(self)
 
     @cached_property
     def hashmaps(self) -> HashmapService:
