@@ -93,3 +93,9 @@ class MissingBlocks(Conflict):
     def __init__(self, hashes: list[str]) -> None:
         super().__init__(count=len(hashes))
         self.hashes = hashes
+
+
+class AuthenticationFailed(AtollError):
+    """Wrong credentials, or a token that is missing, malformed, expired or revoked (HTTP 401)."""
+
+    message = "authentication failed: %(reason)s"
