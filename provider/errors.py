@@ -99,3 +99,9 @@ class AuthenticationFailed(AtollError):
     """Wrong credentials, or a token that is missing, malformed, expired or revoked (HTTP 401)."""
 
     message = "authentication failed: %(reason)s"
+
+
+class ChecksumMismatch(InvalidInput):
+    """The uploaded bytes do not have the digest the client announced (nothing is kept)."""
+
+    message = "the uploaded data has md5 %(got)s, not the ETag %(expected)r the client sent"

@@ -21,6 +21,7 @@ from provider.services.model import Resource
 from provider.utils.names import check_key, check_name, check_value
 
 MAX_LISTING = 10000
+ACCOUNT_META = "swift-account-meta:"
 _ANYONE = (".r:*", "*:*", "*")
 
 
@@ -168,6 +169,18 @@ class ContainerService(Service):
             }
             chosen = [n for n in sorted(names) if _in_page(n, page)][: page.limit]
             return [self._container(conn, project, n) for n in chosen]
+
+    def account_meta(self, account: str) -> dict[str, str]:
+        return dict(json.loads(self.catalog.get_meta(ACCOUNT_META + account) or "{}"))
+
+    def set_account_meta(self, meta: dict[str, str], unset: list[str]) -> dict[str, str]:
+        """Merge metadata into the caller's account (``X-Account-Meta-*``)."""
+        key = ACCOUNT_META + self.caller.name
+        merged = {k: v for k, v in self.account_meta(self.caller.name).items() if k not in unset}
+        merged.update(_checked(meta))
+        with self.catalog.write() as conn:
+            self.catalog.set_meta(conn, key, json.dumps(merged))
+        return merged
 
     # ---- any readable container ----------------------------------------------------------------------
     def show(self, account: str, name: str) -> Container:

@@ -158,20 +158,22 @@ class HashmapService(Service):
     def put(
         self,
         path: str,
-        hashes: list[str],
+        hashes: object,
         *,
         size: int | None = None,
         meta: dict[str, str] | None = None,
         content_type: str = "application/octet-stream",
+        replace: bool = False,
     ) -> Resource:
         """Create object ``container/name`` from blocks the caller's store already holds.
 
         :raises MissingBlocks: with the hashes to upload first (nothing is created).
         :raises InvalidInput: for a malformed hashmap or a ``size`` that does not match it.
+        ``replace``: an existing object of that name is replaced once the new one is complete.
         """
         container, name = split_object_ref(path)
         meta = {check_key(k, "metadata key"): check_value(k, v) for k, v in (meta or {}).items()}
-        _check_hashes(hashes)
+        hashes = _check_hashes(hashes)
         backend = self.store.backend()
         rid = new_id()
         locator = backend.new_locator(rid, "ro")
@@ -181,15 +183,22 @@ class HashmapService(Service):
             if missing:
                 raise MissingBlocks(missing)
             pieces = _pieces(hashes, sources, size)
-            self.store.objects.reserve_name(conn, container, name)
+            objects = self.store.objects
+            if replace:
+                objects.replaceable(conn, container, name)
+            else:
+                objects.reserve_name(conn, container, name)
             self._insert(conn, rid, locator, op="assemble")
             # the sources stay on disk while their bytes are being shared or copied
             used = {s.resource_id for s in sources.values()}
             conn.execute(insert(t.deps), [{"resource_id": rid, "requires_id": u} for u in used])
-            self.store.objects.insert_view(conn, rid, container, name, content_type, meta)
+            view_name = f".atoll-upload/{rid}" if replace else name
+            objects.insert_view(conn, rid, container, view_name, content_type, meta)
         try:
             result = assemble(backend, locator, pieces)
             with self.write_then_remove() as (conn, files):
+                if replace:
+                    files += self.store.objects.take_name(conn, rid, container, name)
                 self.mark_available(conn, rid, size=result.size)
                 self.record(conn, backend.name, locator, hashes)
                 files += self._release(conn, rid, used)
@@ -247,7 +256,7 @@ class _Md5Sink:
         return len(data)
 
 
-def _check_hashes(hashes: object) -> None:
+def _check_hashes(hashes: object) -> list[str]:
     if not isinstance(hashes, list) or len(hashes) > MAX_BLOCKS:
         raise InvalidInput("a hashmap is a list of at most %(max)d block hashes", max=MAX_BLOCKS)
     for i, h in enumerate(hashes):
@@ -255,6 +264,7 @@ def _check_hashes(hashes: object) -> None:
             raise InvalidInput(
                 "hashmap entry %(i)d is not a %(algo)s hex digest: %(h)r", i=i, algo=BLOCK_HASH, h=str(h)[:80]
             )
+    return hashes
 
 
 def _pieces(hashes: list[str], sources: dict[str, _Source], size: int | None) -> list[Piece]:
