@@ -15,8 +15,8 @@ from provider.services.base import Caller
 from provider.services.containers import ContainerService
 from provider.services.customize import CustomizeService
 from provider.services.fsck import FsckService
-from provider.services.hashmaps import HashmapService
 from provider.services.glance import GlanceService
+from provider.services.hashmaps import HashmapService
 from provider.services.identity import IdentityService
 from provider.services.image_members import MembersService
 from provider.services.images import ImageService
