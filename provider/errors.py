@@ -94,3 +94,9 @@ class ChecksumMismatch(InvalidInput):
     """The uploaded bytes do not have the digest the client announced (nothing is kept)."""
 
     message = "the uploaded data has md5 %(got)s, not the ETag %(expected)r the client sent"
+
+
+class TooLarge(InvalidInput):
+    """A request body or image larger than the configured limit (HTTP 413)."""
+
+    message = "%(what)s is larger than the limit of %(limit)d bytes"
