@@ -27,7 +27,7 @@ from provider.services.base import Service, op_owner_alive
 from provider.services.hashing import HashingReader
 from provider.services.image_list import ImageQuery, query_images
 from provider.services.image_records import QUEUED_OP, ImageRecord, lineage, load_record
-from provider.utils.host import HOST, MY_START, new_id, now
+from provider.utils.host import HOST, my_start, new_id, now
 from provider.utils.names import check_key, check_name, check_value
 
 LOG = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class GlanceService(Service):
             if declared is not None and declared > limit:
                 raise TooLarge(what="the image", limit=limit)
             row = conn.execute(select(t.resources).where(t.resources.c.id == image_id)).one()
-            uploader = {"host": HOST, "pid": os.getpid(), "proc_start": MY_START}
+            uploader = {"host": HOST, "pid": os.getpid(), "proc_start": my_start()}
             conn.execute(
                 update(t.resources)
                 .where(t.resources.c.id == image_id)
