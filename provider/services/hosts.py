@@ -93,7 +93,7 @@ class HostService(Service):
             released = []
             for rid in rids:
                 res = self.load(conn, rid, states=("available", "deleted", "pending"))
-                self.store.volumes.datapath.forget_remote(conn, res, name)
+                self.store.datapath.forget_remote(conn, res, name)
                 released.append(res.name)
         LOG.warning("host %s forgotten: released %s", name, ", ".join(released) or "nothing")
         return released
@@ -110,7 +110,7 @@ class HostService(Service):
     # ---- fsck ------------------------------------------------------------------------------------
     def stale_attachments(self) -> builtins.list[StaleAttachment]:
         """Attachments on this host whose device or daemon is gone, and attachments of forgotten hosts."""
-        datapath = self.store.volumes.datapath
+        datapath = self.store.datapath
         found = []
         with self.catalog.read() as conn:
             gone = self.forgotten(conn)
@@ -126,7 +126,7 @@ class HostService(Service):
 
     def release(self, stale: StaleAttachment) -> None:
         """Repair one stale attachment: undo its leftovers here, or drop a forgotten host's record."""
-        datapath = self.store.volumes.datapath
+        datapath = self.store.datapath
         if stale.host == HOST:
             datapath.release_stale(stale.resource)
             return
