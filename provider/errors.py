@@ -83,3 +83,11 @@ class DataPathError(AtollError):
     """Attaching, detaching or a live operation through the data path failed."""
 
     message = "data path failure: %(reason)s"
+
+
+class QuotaExceeded(AtollError):
+    """A request would take a project past one of its limits (HTTP 413)."""
+
+    message = (
+        "quota exceeded for %(resource)s of project %(project)s: %(used)s used + %(asked)s asked > %(limit)s"
+    )

@@ -16,7 +16,11 @@ from provider.services.customize import CustomizeService
 from provider.services.fsck import FsckService
 from provider.services.images import ImageService
 from provider.services.objects import ObjectService
+from provider.services.quotas import QuotaService
 from provider.services.resources import ResourceService
+from provider.services.volume_api import VolumeApiService
+from provider.services.volume_api_attachments import VolumeAttachmentService
+from provider.services.volume_api_snapshots import VolumeSnapshotService
 from provider.services.volumes import VolumeService
 from provider.utils import process
 
@@ -99,3 +103,20 @@ class Store:
     @cached_property
     def customize(self) -> CustomizeService:
         return CustomizeService(self)
+
+    @cached_property
+    def quotas(self) -> QuotaService:
+        return QuotaService(self)
+
+    @cached_property
+    def volume_api(self) -> VolumeApiService:
+        """The Volume API's view of volumes (Cinder semantics: ids, projects, quotas)."""
+        return VolumeApiService(self)
+
+    @cached_property
+    def volume_snapshots(self) -> VolumeSnapshotService:
+        return VolumeSnapshotService(self)
+
+    @cached_property
+    def volume_attachments(self) -> VolumeAttachmentService:
+        return VolumeAttachmentService(self)

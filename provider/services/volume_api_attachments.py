@@ -1,0 +1,181 @@
+"""Cinder attachments (microversion 3.27+) over the data path: create attaches the volume on this host and
+answers connection info (a block device, an NBD socket or an rbd image), recorded in the catalog's
+attachment table with the Cinder id, the instance and ``attaching``/``attached``."""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from sqlalchemy import Connection, select, update
+
+from provider.catalog import schema as t
+from provider.errors import InUse, InvalidInput, NotFound
+from provider.services.base import HOST, Service, new_id
+from provider.services.model import Resource
+from provider.utils.names import UUID_RE
+
+MODES = ("rw", "ro")
+
+
+@dataclass(frozen=True)
+class AttachmentInfo:
+    """One attachment of a volume, whoever made it (the Volume API, the CLI or Ganeti: those have no
+    Cinder id)."""
+
+    id: str | None
+    volume_id: str
+    instance_uuid: str | None
+    host: str
+    status: str  # attaching | attached
+    mode: str
+    access: str
+    kind: str
+    device: str | None
+    uri: str | None
+    created_at: str
+
+
+def _info(row: Any) -> AttachmentInfo:
+    return AttachmentInfo(
+        id=row.attachment_id,
+        volume_id=row.resource_id,
+        instance_uuid=row.instance_uuid,
+        host=row.host,
+        status=row.attach_status or "attached",
+        mode=row.mode,
+        access=row.access,
+        kind=row.kind,
+        device=row.device,
+        uri=row.uri,
+        created_at=row.created_at,
+    )
+
+
+def attachments_of(conn: Connection, rid: str) -> builtins.list[AttachmentInfo]:
+    rows = conn.execute(select(t.attachments).where(t.attachments.c.resource_id == rid)).all()
+    return [_info(r) for r in rows]
+
+
+def _rbd_image(locator: str) -> tuple[str, str]:
+    """``pool/[namespace/]image`` (each part %-quoted) → (pool, image name as rbd names it)."""
+    parts = [unquote(p) for p in locator.partition("@")[0].split("/")]
+    return parts[0], "/".join(parts[1:])
+
+
+class VolumeAttachmentService(Service):
+    def _row(self, conn: Connection, attachment_id: str) -> tuple[Any, Resource]:
+        row = None
+        if UUID_RE.match(attachment_id or ""):
+            row = conn.execute(
+                select(t.attachments).where(t.attachments.c.attachment_id == attachment_id)
+            ).first()
+        if row is None:
+            raise NotFound(what="attachment", ref=attachment_id)
+        try:
+            vol = self.store.volume_api.owned(conn, row.resource_id)
+        except NotFound:
+            raise NotFound(what="attachment", ref=attachment_id) from None
+        return row, vol
+
+    def connection_info(self, att: AttachmentInfo, vol: Resource) -> dict[str, Any]:
+        """What a hypervisor host needs to open the volume (Cinder's ``connection_info``)."""
+        data: dict[str, Any] = {"access_mode": att.mode, "volume_id": vol.id, "host": att.host}
+        if att.kind == "rbd":
+            pool, image = _rbd_image(vol.locator)
+            data.update(name=f"{pool}/{image}", pool=pool, image=image, uri=att.uri)
+            data.update(auth_enabled=True, auth_username=self.store.config.store.user)
+            return {"driver_volume_type": "rbd", "data": data}
+        if att.kind == "nbd":
+            socket = (att.uri or "").removeprefix("nbd:unix:").partition(":")[0]
+            data.update(uri=att.uri, socket_path=socket)
+            return {"driver_volume_type": "nbd", "data": data}
+        data.update(device_path=att.device or att.uri)
+        return {"driver_volume_type": "local", "data": data}
+
+    def _check_connector(self, connector: dict[str, Any] | None) -> bool:
+        """Validate the connector; return whether it asks for a userspace path (``atoll_userspace``)."""
+        if not isinstance(connector, dict):
+            raise InvalidInput(
+                "an attachment needs a connector (the host that opens the volume): reservations without one "
+                "are not supported"
+            )
+        host = connector.get("host")
+        if host not in (None, HOST):
+            raise InvalidInput(
+                "this server attaches volumes on its own host %(mine)r only, not on %(host)r",
+                mine=HOST,
+                host=host,
+            )
+        return bool(connector.get("atoll_userspace"))
+
+    def create(
+        self,
+        volume_id: str,
+        *,
+        connector: dict[str, Any] | None,
+        instance_uuid: str | None = None,
+        mode: str = "rw",
+    ) -> tuple[AttachmentInfo, dict[str, Any]]:
+        """Attach the volume on this host; return the attachment and its connection info."""
+        if mode not in MODES:
+            raise InvalidInput("attach mode %(mode)r is not rw or ro", mode=mode)
+        userspace = self._check_connector(connector)
+        with self.catalog.read() as conn:
+            vol = self.store.volume_api.owned(conn, volume_id)
+            if attachments_of(conn, vol.id):
+                raise InUse(what="volume", ref=vol.id, reason="it is attached already (no multiattach)")
+        self.store.volumes.attach(vol.id, userspace=userspace, readonly=mode == "ro")
+        aid = new_id()
+        with self.catalog.write() as conn:
+            conn.execute(
+                update(t.attachments)
+                .where(t.attachments.c.resource_id == vol.id, t.attachments.c.host == HOST)
+                .values(attachment_id=aid, instance_uuid=instance_uuid, attach_status="attaching")
+            )
+        return self.show(aid)
+
+    def show(self, attachment_id: str) -> tuple[AttachmentInfo, dict[str, Any]]:
+        with self.catalog.read() as conn:
+            row, vol = self._row(conn, attachment_id)
+        att = _info(row)
+        return att, self.connection_info(att, vol)
+
+    def update(self, attachment_id: str, connector: dict[str, Any] | None) -> tuple[AttachmentInfo, dict]:
+        """Cinder's attachment update (the connector arrives late): the volume is attached already."""
+        self._check_connector(connector)
+        return self.show(attachment_id)
+
+    def complete(self, attachment_id: str) -> AttachmentInfo:
+        """The hypervisor uses the volume now: ``attached`` (the volume shows ``in-use``)."""
+        with self.catalog.write() as conn:
+            self._row(conn, attachment_id)
+            conn.execute(
+                update(t.attachments)
+                .where(t.attachments.c.attachment_id == attachment_id)
+                .values(attach_status="attached")
+            )
+        return self.show(attachment_id)[0]
+
+    def delete(self, attachment_id: str) -> None:
+        """Detach the volume from this host (what attach made is undone)."""
+        with self.catalog.read() as conn:
+            _, vol = self._row(conn, attachment_id)
+        self.store.volumes.detach(vol.id)
+
+    def list(self, volume_id: str | None = None) -> builtins.list[AttachmentInfo]:
+        """The Cinder attachments of the caller's project (of one volume when ``volume_id`` is given)."""
+        with self.catalog.read() as conn:
+            rows = conn.execute(select(t.attachments).where(t.attachments.c.attachment_id.is_not(None))).all()
+            found = []
+            for row in rows:
+                if volume_id is not None and row.resource_id != volume_id:
+                    continue
+                try:
+                    self.store.volume_api.owned(conn, row.resource_id)
+                except NotFound:
+                    continue
+                found.append(_info(row))
+        return sorted(found, key=lambda a: a.created_at)
