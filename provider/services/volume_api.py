@@ -70,8 +70,10 @@ class VolumeApiService(Service):
         assert res.volume is not None
         atts = tuple(attachments_of(conn, res.id))
         status = "available"
-        if atts:
-            status = "attaching" if any(a.status == "attaching" for a in atts) else "in-use"
+        for state in ("attached", "attaching", "reserved"):
+            if any(a.status == state for a in atts):
+                status = "in-use" if state == "attached" else state
+                break
         return VolumeInfo(
             id=res.id,
             name=res.volume.name,

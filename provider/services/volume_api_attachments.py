@@ -1,6 +1,9 @@
-"""Cinder attachments (microversion 3.27+) over the data path: create attaches the volume on this host and
-answers connection info (a block device, an NBD socket or an rbd image), recorded in the catalog's
-attachment table with the Cinder id, the instance and ``attaching``/``attached``."""
+"""Cinder attachments (microversion 3.27+) over the data path, recorded in the catalog's attachment table
+with the Cinder id, the instance and ``reserved``/``attaching``/``attached``.
+
+Without a connector an attachment only reserves the volume (Nova's first step); with one (at create or at
+update) the volume is attached on this host and the answer carries connection info: a block device, an
+NBD socket or an rbd image."""
 
 from __future__ import annotations
 
@@ -9,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from provider.catalog import schema as t
-from provider.errors import InUse, InvalidInput, NotFound
-from provider.services.base import HOST, Service, new_id
+from provider.errors import Conflict, InUse, InvalidInput, NotFound
+from provider.services.base import HOST, Service, new_id, now
 from provider.services.model import Resource
 from provider.utils.names import UUID_RE
 
@@ -29,7 +32,7 @@ class AttachmentInfo:
     volume_id: str
     instance_uuid: str | None
     host: str
-    status: str  # attaching | attached
+    status: str  # reserved | attaching | attached
     mode: str
     access: str
     kind: str
@@ -81,7 +84,10 @@ class VolumeAttachmentService(Service):
         return row, vol
 
     def connection_info(self, att: AttachmentInfo, vol: Resource) -> dict[str, Any]:
-        """What a hypervisor host needs to open the volume (Cinder's ``connection_info``)."""
+        """What a hypervisor host needs to open the volume (Cinder's ``connection_info``); nothing while
+        the attachment is only a reservation."""
+        if att.status == "reserved":
+            return {}
         data: dict[str, Any] = {"access_mode": att.mode, "volume_id": vol.id, "host": att.host}
         if att.kind == "rbd":
             pool, image = _rbd_image(vol.locator)
@@ -96,12 +102,10 @@ class VolumeAttachmentService(Service):
         return {"driver_volume_type": "local", "data": data}
 
     def _check_connector(self, connector: dict[str, Any] | None) -> bool:
-        """Validate the connector; return whether it asks for a userspace path (``atoll_userspace``)."""
-        if not isinstance(connector, dict):
-            raise InvalidInput(
-                "an attachment needs a connector (the host that opens the volume): reservations without one "
-                "are not supported"
-            )
+        """Validate a (non-empty) connector; return whether it asks for a userspace path
+        (``atoll_userspace``)."""
+        if not isinstance(connector, dict) or not connector:
+            raise InvalidInput("a connector must be an object naming the host that opens the volume")
         host = connector.get("host")
         if host not in (None, HOST):
             raise InvalidInput(
@@ -119,23 +123,45 @@ class VolumeAttachmentService(Service):
         instance_uuid: str | None = None,
         mode: str = "rw",
     ) -> tuple[AttachmentInfo, dict[str, Any]]:
-        """Attach the volume on this host; return the attachment and its connection info."""
+        """Reserve the volume (no connector) or attach it on this host; return the attachment and its
+        connection info."""
         if mode not in MODES:
             raise InvalidInput("attach mode %(mode)r is not rw or ro", mode=mode)
-        userspace = self._check_connector(connector)
-        with self.catalog.read() as conn:
+        with self.catalog.write() as conn:
             vol = self.store.volume_api.owned(conn, volume_id)
             if attachments_of(conn, vol.id):
                 raise InUse(what="volume", ref=vol.id, reason="it is attached already (no multiattach)")
+            aid = new_id()
+            if not connector:
+                conn.execute(
+                    t.attachments.insert().values(
+                        resource_id=vol.id,
+                        host=HOST,
+                        mode=mode,
+                        access="kernelspace",
+                        kind="block",
+                        state="{}",
+                        created_at=now(),
+                        attachment_id=aid,
+                        instance_uuid=instance_uuid,
+                        attach_status="reserved",
+                    )
+                )
+        if connector:
+            self._attach(vol, aid, instance_uuid, connector, mode)
+        return self.show(aid)
+
+    def _attach(
+        self, vol: Resource, aid: str, instance_uuid: str | None, connector: dict[str, Any], mode: str
+    ) -> None:
+        userspace = self._check_connector(connector)
         self.store.volumes.attach(vol.id, userspace=userspace, readonly=mode == "ro")
-        aid = new_id()
         with self.catalog.write() as conn:
             conn.execute(
                 update(t.attachments)
                 .where(t.attachments.c.resource_id == vol.id, t.attachments.c.host == HOST)
                 .values(attachment_id=aid, instance_uuid=instance_uuid, attach_status="attaching")
             )
-        return self.show(aid)
 
     def show(self, attachment_id: str) -> tuple[AttachmentInfo, dict[str, Any]]:
         with self.catalog.read() as conn:
@@ -144,14 +170,32 @@ class VolumeAttachmentService(Service):
         return att, self.connection_info(att, vol)
 
     def update(self, attachment_id: str, connector: dict[str, Any] | None) -> tuple[AttachmentInfo, dict]:
-        """Cinder's attachment update (the connector arrives late): the volume is attached already."""
+        """Cinder's attachment update: the connector of a reservation arrives, the volume is attached."""
         self._check_connector(connector)
+        with self.catalog.write() as conn:
+            row, vol = self._row(conn, attachment_id)
+            if row.attach_status == "reserved":
+                conn.execute(delete(t.attachments).where(t.attachments.c.attachment_id == attachment_id))
+        if row.attach_status == "reserved":
+            assert connector is not None
+            try:
+                self._attach(vol, attachment_id, row.instance_uuid, connector, row.mode)
+            except BaseException:
+                self._reserve_again(row)
+                raise
         return self.show(attachment_id)
+
+    def _reserve_again(self, row: Any) -> None:
+        with self.catalog.write() as conn:
+            if not attachments_of(conn, row.resource_id):
+                conn.execute(t.attachments.insert().values(**row._mapping))
 
     def complete(self, attachment_id: str) -> AttachmentInfo:
         """The hypervisor uses the volume now: ``attached`` (the volume shows ``in-use``)."""
         with self.catalog.write() as conn:
-            self._row(conn, attachment_id)
+            row, _ = self._row(conn, attachment_id)
+            if row.attach_status == "reserved":
+                raise Conflict(reason=f"attachment {attachment_id} has no connector yet: update it first")
             conn.execute(
                 update(t.attachments)
                 .where(t.attachments.c.attachment_id == attachment_id)
@@ -160,9 +204,12 @@ class VolumeAttachmentService(Service):
         return self.show(attachment_id)[0]
 
     def delete(self, attachment_id: str) -> None:
-        """Detach the volume from this host (what attach made is undone)."""
-        with self.catalog.read() as conn:
-            _, vol = self._row(conn, attachment_id)
+        """Drop a reservation, or detach the volume from this host (what attach made is undone)."""
+        with self.catalog.write() as conn:
+            row, vol = self._row(conn, attachment_id)
+            if row.attach_status == "reserved":
+                conn.execute(delete(t.attachments).where(t.attachments.c.attachment_id == attachment_id))
+                return
         self.store.volumes.detach(vol.id)
 
     def list(self, volume_id: str | None = None) -> builtins.list[AttachmentInfo]:

@@ -194,11 +194,18 @@ def test_snapshot_and_upload_to_image_are_metadata_only(alice: Store, tmp_path: 
 # ---- attachments ----------------------------------------------------------------------------------------
 def test_attachment_lifecycle_and_refusals(alice: Store) -> None:
     vol = alice.volume_api.create(1, name="disk1")
-    with pytest.raises(InvalidInput, match="connector"):
-        alice.volume_attachments.create(vol.id, connector=None)
     with pytest.raises(InvalidInput, match="own host"):
         alice.volume_attachments.create(vol.id, connector={"host": "elsewhere"})
-    att, info = alice.volume_attachments.create(vol.id, connector={}, instance_uuid="i-1")
+    assert alice.volume_api.show(vol.id).status == "available"
+    # Nova's order: reserve (no connector), update with the connector, complete
+    att, info = alice.volume_attachments.create(vol.id, connector=None, instance_uuid="i-1")
+    assert (att.status, info, alice.volume_api.show(vol.id).status) == ("reserved", {}, "reserved")
+    with pytest.raises(Conflict, match="no connector"):
+        alice.volume_attachments.complete(att.id or "")
+    with pytest.raises(InvalidInput, match="own host"):
+        alice.volume_attachments.update(att.id or "", {"host": "elsewhere"})
+    assert alice.volume_attachments.show(att.id or "")[0].status == "reserved"
+    att, info = alice.volume_attachments.update(att.id or "", {"platform": "x86_64"})
     assert att.status == "attaching" and att.instance_uuid == "i-1"
     assert info["driver_volume_type"] == "local" and info["data"]["device_path"].startswith("/dev/loop")
     assert alice.volume_api.show(vol.id).status == "attaching"
@@ -206,6 +213,14 @@ def test_attachment_lifecycle_and_refusals(alice: Store) -> None:
     shown = alice.volume_api.show(vol.id)
     assert shown.status == "in-use" and [a.id for a in shown.attachments] == [att.id]
     assert alice.volume_attachments.list(vol.id)[0].id == att.id
+
+    # a reservation is dropped without touching the data path
+    other = alice.volume_api.create(1, name="disk2")
+    reserved, _ = alice.volume_attachments.create(other.id, connector={})
+    with pytest.raises(InUse):
+        alice.volume_api.delete(other.id)
+    alice.volume_attachments.delete(reserved.id or "")
+    alice.volume_api.delete(other.id)
 
     with pytest.raises(InUse):
         alice.volume_attachments.create(vol.id, connector={})
