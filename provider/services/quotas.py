@@ -115,6 +115,21 @@ class QuotaService(Service):
                 conn.execute(t.quotas.insert().values(project=project, resource=key, hard_limit=value))
         return self.show(project)
 
+    def defaults(self) -> QuotaSet:
+        """The limits a project without its own gets."""
+        with self.catalog.read() as conn:
+            return QuotaSet(
+                DEFAULTS_PROJECT, self.limits(conn, DEFAULTS_PROJECT), dict.fromkeys(RESOURCES, 0)
+            )
+
+    def reset(self, project: str) -> QuotaSet:
+        """Drop ``project``'s own limits: the defaults apply again. Admins only."""
+        if not self.caller.admin:
+            raise PermissionDenied(reason="only an admin may change quotas")
+        with self.catalog.write() as conn:
+            conn.execute(delete(t.quotas).where(t.quotas.c.project == project))
+        return self.show(project)
+
     def _readable(self, project: str | None) -> str:
         mine = self.project()
         if project is None or project == mine:
