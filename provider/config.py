@@ -22,6 +22,16 @@ Example::
       admins: [root]          # users who may set protected properties and see every image
     images:
       protected_properties: ["ATOLL_*"]
+    api:                      # atoll serve (the HTTP services)
+      bind: 127.0.0.1:9292    # host:port, or unix:/path
+      workers: 2              # gunicorn worker processes      Related options: threads
+      threads: 16             # threads per worker (gthread): concurrent requests per process
+      public_url: ""          # the base URL clients reach (catalog endpoints); "" = http://<bind>
+      region: RegionOne
+      token_ttl: 3600         # seconds a Keystone token lives
+      max_request_body: 1048576     # bytes of a JSON request body (uploads are not limited by this)
+      max_image_size: 1099511627776  # bytes of one image upload (413 beyond)
+      timeout: 600            # seconds a worker may spend on one request before it is restarted
 """
 
 from __future__ import annotations
@@ -88,12 +98,33 @@ class LibvirtConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    bind: str = "127.0.0.1:9292"
+    workers: int = 2
+    threads: int = 16
+    public_url: str = ""
+    region: str = "RegionOne"
+    token_ttl: int = 3600
+    max_request_body: int = 1 << 20
+    max_image_size: int = 1 << 40
+    timeout: int = 600
+
+    @property
+    def base_url(self) -> str:
+        """Where clients reach the server: ``public_url``, else derived from ``bind``."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.bind}"
+
+
+@dataclass(frozen=True)
 class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     libvirt: LibvirtConfig = field(default_factory=LibvirtConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     source: Path | None = None
 
     @property
@@ -128,7 +159,7 @@ def parse(raw: dict[str, Any] | None, source: Path | None = None) -> Config:
     raw = raw or {}
     if not isinstance(raw, dict):
         raise BadConfiguration(reason="the configuration must be a YAML mapping")
-    unknown = set(raw) - {"store", "catalog", "auth", "images", "libvirt"}
+    unknown = set(raw) - {"store", "catalog", "auth", "images", "libvirt", "api"}
     if unknown:
         raise BadConfiguration(reason=f"unknown section(s): {', '.join(sorted(unknown))}")
     store = _section(
@@ -151,8 +182,20 @@ def parse(raw: dict[str, Any] | None, source: Path | None = None) -> Config:
             raw, "images", ImagesConfig, {"protected_properties": lambda v: tuple(str(x) for x in v)}
         ),
         libvirt=_section(raw, "libvirt", LibvirtConfig, {}),
+        api=_api_section(raw),
         source=source,
     )
+
+
+def _api_section(raw: dict[str, Any]) -> ApiConfig:
+    ints = ("workers", "threads", "token_ttl", "max_request_body", "max_image_size", "timeout")
+    api: ApiConfig = _section(raw, "api", ApiConfig, {**dict.fromkeys(ints, int), "bind": str})
+    for key in ints:
+        if getattr(api, key) < 1:
+            raise BadConfiguration(reason=f"api.{key} must be at least 1")
+    if not api.bind.startswith("unix:") and ":" not in api.bind:
+        raise BadConfiguration(reason=f"api.bind {api.bind!r} must be HOST:PORT or unix:PATH")
+    return api
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:

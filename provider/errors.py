@@ -85,6 +85,12 @@ class DataPathError(AtollError):
     message = "data path failure: %(reason)s"
 
 
+class AuthenticationFailed(AtollError):
+    """Wrong credentials, or a token that is missing, malformed, expired or revoked (HTTP 401)."""
+
+    message = "authentication failed: %(reason)s"
+
+
 class QuotaExceeded(AtollError):
     """A request would take a project past one of its limits (HTTP 413)."""
 

@@ -13,9 +13,10 @@ import re
 from typing import Any
 
 import falcon
-from provider.api.base import Api, read_json, send_json
 
-from provider.errors import AtollError, InvalidInput, PermissionDenied
+from provider.api.base import Api, read_json, send_json
+from provider.api.errors import VersionNotAcceptable
+from provider.errors import InvalidInput, PermissionDenied
 from provider.services import Store
 
 MIN_VERSION = (3, 0)
@@ -24,12 +25,6 @@ PREFIX = "/volume/v3/{project_id}"
 HEADER = "OpenStack-API-Version"
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")
 UPDATED = "2026-12-03T00:00:00Z"
-
-
-class VersionNotAcceptable(AtollError):
-    """A microversion outside what this server offers (HTTP 406, as Cinder answers)."""
-
-    message = "volume API version %(asked)s is not supported: use %(low)s to %(high)s"
 
 
 def _text(version: tuple[int, int]) -> str:
@@ -51,7 +46,9 @@ def microversion(req: falcon.Request) -> tuple[int, int]:
             raise InvalidInput("malformed %(h)s header %(v)r (expected volume 3.N)", h=HEADER, v=value)
         asked = (int(match.group(1)), int(match.group(2)))
         if not MIN_VERSION <= asked <= MAX_VERSION:
-            raise VersionNotAcceptable(asked=value, low=_text(MIN_VERSION), high=_text(MAX_VERSION))
+            raise VersionNotAcceptable(
+                service="volume", asked=value, low=_text(MIN_VERSION), high=_text(MAX_VERSION)
+            )
         return asked
     return MIN_VERSION
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import falcon
-from provider.api.base import Api, send_json
 
 from provider.api import volume_views as views
+from provider.api.base import Api, send_json
 from provider.api.volume import PREFIX, VolumeResource, as_bool, as_int, optional_text
 from provider.errors import InvalidInput
 from provider.services.quotas import RESOURCES

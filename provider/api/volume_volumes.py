@@ -8,9 +8,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import falcon
-from provider.api.base import Api, send_json
 
 from provider.api import volume_views as views
+from provider.api.base import Api, send_json
 from provider.api.volume import PREFIX, VolumeResource, as_bool, as_int, optional_text
 from provider.errors import InvalidInput, NotFound
 from provider.services.volume_api_model import VolumeInfo
