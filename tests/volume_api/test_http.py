@@ -291,3 +291,17 @@ def test_cinder_cli_and_failed_customization(server: ApiServer, tmp_path: Path) 
     assert [v for v in c.volumes.list() if v.name == "doomed"] == []
     listed = cli(server, "alice", "cinder", "list").stdout
     assert "doomed" not in listed
+
+    # attach and detach with the cinder CLI (Cinder's attachments API)
+    vol = c.volumes.create(1, name="cli-disk")
+    made = cli(
+        server, "alice", "cinder", "attachment-create", "--connect", "True", "cli-disk", "inst-9"
+    ).stdout
+    assert "device_path" in made and "/dev/loop" in made
+    (att,) = c.attachments.list(search_opts={"volume_id": vol.id})
+    assert c.volumes.get(vol.id).status == "attaching"
+    cli(server, "alice", "cinder", "attachment-complete", att.id)
+    assert c.volumes.get(vol.id).status == "in-use"
+    cli(server, "alice", "cinder", "attachment-delete", att.id)
+    assert c.volumes.get(vol.id).status == "available"
+    c.volumes.delete(vol.id)
