@@ -22,6 +22,8 @@ Example::
       admins: [root]          # users who may set protected properties and see every image
     images:
       protected_properties: ["ATOLL_*"]
+      property_protections:   # Glance's role-based rules (first matching pattern wins)
+        "x_billing_*": {create: [admin], read: [admin, member], update: [admin], delete: [admin]}
     api:                      # atoll serve (the HTTP services)
       bind: 127.0.0.1:9292    # host:port, or unix:/path
       workers: 2              # gunicorn worker processes      Related options: threads
@@ -82,12 +84,43 @@ class AuthConfig:
     admins: tuple[str, ...] = ("root",)
 
 
+PROPERTY_OPERATIONS = ("create", "read", "update", "delete")
+
+
 @dataclass(frozen=True)
 class ImagesConfig:
     protected_properties: tuple[str, ...] = ("ATOLL_*",)
+    # Glance-style role-based rules: {pattern: {create|read|update|delete: [roles]}}; "@" = every role,
+    # "!" = nobody. ``protected_properties`` patterns mean admin-only create/update/delete, read by all.
+    property_protections: tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...] = ()
 
     def is_protected(self, key: str) -> bool:
         return any(fnmatch.fnmatchcase(key.upper(), pat.upper()) for pat in self.protected_properties)
+
+    def allowed_roles(self, key: str, operation: str) -> tuple[str, ...] | None:
+        """The roles that may do ``operation`` on property ``key`` (None: anyone); first match wins."""
+        for pattern, ops in self.property_protections:
+            if fnmatch.fnmatchcase(key.upper(), pattern.upper()):
+                return dict(ops).get(operation, ("!",))
+        if self.is_protected(key):
+            return None if operation == "read" else ("admin",)
+        return None
+
+
+def _protections(value: Any) -> tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]:
+    if not isinstance(value, dict):
+        raise ValueError("must map property patterns to {create, read, update, delete: [roles]}")
+    rules = []
+    for pattern, ops in value.items():
+        if not isinstance(ops, dict) or set(ops) - set(PROPERTY_OPERATIONS):
+            raise ValueError(f"{pattern}: use the operations {', '.join(PROPERTY_OPERATIONS)}")
+        rules.append(
+            (
+                str(pattern),
+                tuple((op, tuple(str(r) for r in ops.get(op) or ("!",))) for op in PROPERTY_OPERATIONS),
+            )
+        )
+    return tuple(rules)
 
 
 @dataclass(frozen=True)
@@ -179,7 +212,13 @@ def parse(raw: dict[str, Any] | None, source: Path | None = None) -> Config:
         catalog=_section(raw, "catalog", CatalogConfig, {"url": str, "busy_timeout": float}),
         auth=_section(raw, "auth", AuthConfig, {"admins": lambda v: tuple(str(x) for x in v)}),
         images=_section(
-            raw, "images", ImagesConfig, {"protected_properties": lambda v: tuple(str(x) for x in v)}
+            raw,
+            "images",
+            ImagesConfig,
+            {
+                "protected_properties": lambda v: tuple(str(x) for x in v),
+                "property_protections": _protections,
+            },
         ),
         libvirt=_section(raw, "libvirt", LibvirtConfig, {}),
         api=_api_section(raw),

@@ -14,7 +14,9 @@ from provider.errors import BadConfiguration
 from provider.services.base import Caller
 from provider.services.customize import CustomizeService
 from provider.services.fsck import FsckService
+from provider.services.glance import GlanceService
 from provider.services.identity import IdentityService
+from provider.services.image_members import MembersService
 from provider.services.images import ImageService
 from provider.services.objects import ObjectService
 from provider.services.quotas import QuotaService
@@ -88,6 +90,14 @@ class Store:
         other.__dict__.update({k: self.__dict__[k] for k in shared})
         other.caller = caller
         return other
+
+    @cached_property
+    def glance(self) -> GlanceService:
+        return GlanceService(self)
+
+    @cached_property
+    def image_members(self) -> MembersService:
+        return MembersService(self)
 
     @cached_property
     def identity(self) -> IdentityService:
