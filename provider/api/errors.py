@@ -51,6 +51,7 @@ class MethodNotAllowed(errors.AtollError):
 
 
 _EXTRA: dict[type[errors.AtollError], int] = {
+    errors.ChecksumMismatch: 422,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     MethodNotAllowed: 405,

@@ -25,5 +25,6 @@ SERVICE_MODULES: tuple[str, ...] = (
     "provider.api.root",
     "provider.api.identity",
     "provider.api.images",
+    "provider.api.swift",
     "provider.api.volume",
 )

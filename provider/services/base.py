@@ -46,7 +46,10 @@ def _proc_start(pid: int) -> str | None:
         return None
 
 
-MY_START = _proc_start(os.getpid())
+def my_start() -> str | None:
+    """This process's start time, read when needed: a module-level value would be the parent's in a
+    forked server worker, so the worker's own pending operations would look abandoned."""
+    return _proc_start(os.getpid())
 
 
 def op_owner_alive(res: Resource) -> bool:
@@ -210,7 +213,7 @@ class Service:
                 op_pid=os.getpid(),
                 op_host=HOST,
                 op_data=json.dumps(
-                    {"host": HOST, "proc_start": MY_START, "remove_on_abort": remove_on_abort}
+                    {"host": HOST, "proc_start": my_start(), "remove_on_abort": remove_on_abort}
                 ),
             )
         )
@@ -293,6 +296,10 @@ class Service:
             ).scalar_one()
             if not shared:
                 files.append((row.backend, row.locator))
+                for table in (t.blocks, t.digests):
+                    conn.execute(
+                        delete(table).where(table.c.backend == row.backend, table.c.locator == row.locator)
+                    )
             todo.extend(required)
         return files
 

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, delete, select, update
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied
 from provider.services import protections
-from provider.services.base import HOST, MY_START, Service, new_id, now, op_owner_alive
+from provider.services.base import HOST, Service, my_start, new_id, now, op_owner_alive
 from provider.services.hashing import HashingReader
 from provider.services.image_list import ImageQuery, query_images
 from provider.services.image_records import QUEUED_OP, ImageRecord, lineage, load_record
@@ -173,7 +173,7 @@ class GlanceService(Service):
             if declared is not None and declared > limit:
                 raise InvalidInput("the image is larger than the limit of %(limit)d bytes", limit=limit)
             row = conn.execute(select(t.resources).where(t.resources.c.id == image_id)).one()
-            uploader = {"host": HOST, "pid": os.getpid(), "proc_start": MY_START}
+            uploader = {"host": HOST, "pid": os.getpid(), "proc_start": my_start()}
             conn.execute(
                 update(t.resources)
                 .where(t.resources.c.id == image_id)
