@@ -20,6 +20,7 @@ from provider.api.errors import PayloadTooLarge, UnsupportedMediaType
 from provider.api.image_views import PATCH_TYPES, next_link, parse_patch, parse_query, render, split_create
 from provider.backends import Backend
 from provider.errors import CapabilityNotSupported, InvalidInput, PermissionDenied
+from provider.services import Store
 
 LOG = logging.getLogger(__name__)
 READ_BUFFER = 1 << 20
@@ -60,6 +61,11 @@ class Image:
     def on_patch(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
         store = self.api.store_for(req)
         body = read_json(req, self.api.config.api.max_request_body, *PATCH_TYPES)
+        body = (
+            [op for op in body if not _location_added(store, image_id, op)]
+            if isinstance(body, list)
+            else body
+        )
         rec = store.glance.show(image_id)
         changes, props, removed, tags = parse_patch(body, rec)
         send_json(resp, render(store, store.glance.update(image_id, changes, props, removed, tags)))
@@ -67,6 +73,16 @@ class Image:
     def on_delete(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
         self.api.store_for(req).glance.delete(image_id)
         resp.status = 204
+
+
+def _location_added(store: Store, image_id: str, op: Any) -> bool:
+    """``add`` on ``/locations/-`` (what ``glance location-add`` sends): checked, nothing else to do."""
+    if not (
+        isinstance(op, dict) and op.get("op") == "add" and op.get("path") in ("/locations/-", "/locations/0")
+    ):
+        return False
+    store.image_adoption.check_location(image_id, op.get("value"))
+    return True
 
 
 def _export(backend: Backend, locator: str, disk_format: str) -> IO[bytes]:

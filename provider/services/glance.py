@@ -70,6 +70,8 @@ class GlanceService(Service):
         """A queued image (no data yet) owned by the caller's project."""
         self._writer()
         rid = fields.pop("id", None) or new_id()
+        if self.store.image_adoption.adopt(rid, fields, properties, tags):  # an object keeps its id
+            return self.show(rid)
         name = fields.get("name")
         if name is not None:
             check_name(name, "image name")

@@ -18,6 +18,7 @@ from provider.services.fsck import FsckService
 from provider.services.glance import GlanceService
 from provider.services.hashmaps import HashmapService
 from provider.services.identity import IdentityService
+from provider.services.image_adopt import ImageAdoption
 from provider.services.image_members import MembersService
 from provider.services.images import ImageService
 from provider.services.objects import ObjectService
@@ -136,6 +137,10 @@ class Store:
     @cached_property
     def customize(self) -> CustomizeService:
         return CustomizeService(self)
+
+    @cached_property
+    def image_adoption(self) -> ImageAdoption:
+        return ImageAdoption(self)
 
     @cached_property
     def quotas(self) -> QuotaService:
