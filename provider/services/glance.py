@@ -72,6 +72,7 @@ class GlanceService(Service):
         rid = fields.pop("id", None) or new_id()
         if self.store.image_adoption.adopt(rid, fields, properties, tags):  # an object keeps its id
             return self.show(rid)
+        self.store.quotas.require(images=1)
         name = fields.get("name")
         if name is not None:
             check_name(name, "image name")

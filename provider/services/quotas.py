@@ -148,6 +148,12 @@ class QuotaService(Service):
             if amount > 0 and limit >= 0 and usage[key] + amount > limit:
                 raise QuotaExceeded(resource=key, project=project, used=usage[key], asked=amount, limit=limit)
 
+    def require(self, **asked: int) -> None:
+        """Refuse early what would pass a limit of the caller's project (the final check stays with
+        the operation that stores)."""
+        with self.catalog.read() as conn:
+            self.check(conn, self.project(), **asked)
+
     @contextmanager
     def reserve(self, **asked: int) -> Iterator[None]:
         """Check ``asked`` against the caller's project and hold the project's quota lock while the

@@ -123,3 +123,21 @@ def test_one_resource_through_three_services(server: ApiServer, guest_image: Pat
     with store.catalog.read() as db:
         left = db.exec_driver_sql("SELECT id, state FROM resources WHERE owner = 'alpha'").all()
     assert left == []
+
+
+def test_swift_put_past_the_object_quota_is_413_and_stores_nothing(server: ApiServer) -> None:
+    admin = cinder(server, "admin")
+    admin.quotas.update("beta", object_bytes=1 << 20)
+    swift = swiftclient.Connection(session=server.session("bob"), retries=0)
+    swift.put_container("c")
+    swift.put_object("c", "fits", b"a" * (512 << 10))
+    for body in (b"b" * (768 << 10), iter([b"b" * (768 << 10)])):  # declared length, then chunked
+        # a fresh connection each: the first refusal comes before the server reads the body
+        fresh = swiftclient.Connection(session=server.session("bob"), retries=0)
+        with pytest.raises(swiftclient.ClientException) as refused:
+            fresh.put_object("c", "too-much", body)
+        assert refused.value.http_status == 413
+    assert [o["name"] for o in swift.get_container("c")[1]] == ["fits"]
+    assert cinder(server, "bob").quotas.get("beta", usage=True).object_bytes["in_use"] == 512 << 10
+    swift.delete_object("c", "fits")
+    admin.quotas.delete("beta")

@@ -270,3 +270,25 @@ def test_failed_customization_leaves_no_volume_and_an_error(alice: Store, tmp_pa
     assert alice.volume_api.list() == []
     with pytest.raises(NotFound):
         alice.volume_api.show(failed.id)
+
+
+def test_object_bytes_and_image_quotas_store_nothing(alice: Store, admin: Store, tmp_path: Path) -> None:
+    admin.quotas.set("alice", {"object_bytes": 3 << 20, "images": 0})
+    small = write_disk(tmp_path / "small.raw", 2 << 20)
+    with open(small, "rb") as f:
+        obj = alice.objects.upload("data/a.raw", f)
+    before = _resource_ids(alice)
+    for expect_size in (2 << 20, None):  # declared (refused before storing) or found at the end
+        with open(small, "rb") as f, pytest.raises(QuotaExceeded, match="object_bytes"):
+            alice.objects.upload("data/b.raw", f, expect_size=expect_size)
+    with pytest.raises(QuotaExceeded, match="object_bytes"):
+        alice.objects.copy(obj.id, "data/c.raw")
+    assert _resource_ids(alice) == before
+    with alice.catalog.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM resources WHERE state != 'available'").scalar() == 0
+    vol = alice.volume_api.create(1)
+    with pytest.raises(QuotaExceeded, match="images"):
+        alice.volume_api.upload_to_image(vol.id, "no-room")
+    with pytest.raises(QuotaExceeded, match="images"):
+        alice.image_adoption.adopt(obj.id, {"name": "adopted"}, {}, [])
+    assert alice.resources.get(obj.id).kind == "object"
