@@ -113,3 +113,9 @@ class QuotaExceeded(AtollError):
     message = (
         "quota exceeded for %(resource)s of project %(project)s: %(used)s used + %(asked)s asked > %(limit)s"
     )
+
+
+class TooLarge(InvalidInput):
+    """A request body or image larger than the configured limit (HTTP 413)."""
+
+    message = "%(what)s is larger than the limit of %(limit)d bytes"

@@ -27,13 +27,13 @@ STATUS: tuple[tuple[type[errors.AtollError], int], ...] = (
     (errors.Conflict, 409),
     (errors.StorageFull, 413),
     (errors.QuotaExceeded, 413),
+    (errors.TooLarge, 413),
     (errors.InvalidInput, 400),
     (errors.CapabilityNotSupported, 400),
 )
 
 
-class PayloadTooLarge(errors.AtollError):
-    message = "%(what)s is larger than the limit of %(limit)d bytes"
+PayloadTooLarge = errors.TooLarge
 
 
 class UnsupportedMediaType(errors.AtollError):
@@ -52,7 +52,6 @@ class MethodNotAllowed(errors.AtollError):
 
 _EXTRA: dict[type[errors.AtollError], int] = {
     errors.ChecksumMismatch: 422,
-    PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     MethodNotAllowed: 405,
     VersionNotAcceptable: 406,

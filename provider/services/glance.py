@@ -19,7 +19,7 @@ from typing import IO, Any, cast
 from sqlalchemy import Connection, delete, select, update
 
 from provider.catalog import schema as t
-from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied
+from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
 from provider.services import protections
 from provider.services.base import HOST, Service, my_start, new_id, now, op_owner_alive
 from provider.services.hashing import HashingReader
@@ -80,6 +80,8 @@ class GlanceService(Service):
         container_format = fields.get("container_format") or "bare"
         visibility = fields.get("visibility") or "shared"
         self._check_enums(disk_format, container_format, visibility)
+        if visibility == "public" and not self.caller.admin:
+            raise PermissionDenied(reason="only an admin may publicize an image")
         props = self._check_properties({}, properties)
         glance: dict[str, Any] = {
             k: fields[k] for k in ("min_disk", "min_ram", "protected", "os_hidden") if k in fields
@@ -174,7 +176,7 @@ class GlanceService(Service):
                     f=rec.disk_format,
                 )
             if declared is not None and declared > limit:
-                raise InvalidInput("the image is larger than the limit of %(limit)d bytes", limit=limit)
+                raise TooLarge(what="the image", limit=limit)
             row = conn.execute(select(t.resources).where(t.resources.c.id == image_id)).one()
             uploader = {"host": HOST, "pid": os.getpid(), "proc_start": my_start()}
             conn.execute(
@@ -306,12 +308,7 @@ class GlanceService(Service):
         if "visibility" in changes:
             vis = changes["visibility"]
             self._check_enums(None, None, vis)
-            if (
-                vis in ("public", "community")
-                and rec.api_visibility != vis
-                and not self.caller.admin
-                and vis == "public"
-            ):
+            if vis == "public" and rec.api_visibility != vis and not self.caller.admin:
                 raise PermissionDenied(reason="only an admin may publicize an image")
             values["visibility"] = "public" if vis == "community" else vis
             glance["community"] = vis == "community"

@@ -9,11 +9,7 @@ import queue
 import threading
 from typing import IO, Any
 
-from provider.errors import InvalidInput
-
-
-class TooLarge(InvalidInput):
-    message = "the image is larger than the limit of %(limit)d bytes"
+from provider.errors import TooLarge
 
 
 class HashingReader:
@@ -41,7 +37,7 @@ class HashingReader:
             self.count += len(data)
             if self.count > self.limit:
                 self._queue.put(None)
-                raise TooLarge(limit=self.limit)
+                raise TooLarge(what="the image", limit=self.limit)
             self._queue.put(data)
         return data
 

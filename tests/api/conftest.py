@@ -122,10 +122,14 @@ class ApiServer:
                 self.process.wait(10)
 
 
-def write_config(path: Path, port: int, api: dict[str, Any] | None = None) -> StoreEnv:
-    """A qcow2 store with a SQLite catalog under ``path`` and an ``api:`` section for ``port``."""
+def write_config(
+    path: Path, port: int, api: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+) -> StoreEnv:
+    """A qcow2 store with a SQLite catalog under ``path`` and an ``api:`` section for ``port``;
+    ``extra`` adds top-level sections (e.g. ``images``)."""
     path.mkdir(parents=True, exist_ok=True)
-    raw = {
+    raw: dict[str, Any] = {
+        **(extra or {}),
         "store": {"backend": "qcow2", "path": str(path / "store")},
         "auth": {"admins": ["root"]},
         "api": {"bind": f"127.0.0.1:{port}", "workers": 2, "threads": 8, **(api or {})},
@@ -135,10 +139,12 @@ def write_config(path: Path, port: int, api: dict[str, Any] | None = None) -> St
     return StoreEnv(config_path, config_mod.load(config_path), "qcow2")
 
 
-def start_server(path: Path, api: dict[str, Any] | None = None, users: bool = True) -> ApiServer:
+def start_server(
+    path: Path, api: dict[str, Any] | None = None, users: bool = True, extra: dict[str, Any] | None = None
+) -> ApiServer:
     """Start ``atoll serve`` on a fresh store under ``path`` and wait until its health check answers."""
     port = free_port()
-    env = write_config(path, port, api)
+    env = write_config(path, port, api, extra)
     log_path = path / "serve.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(

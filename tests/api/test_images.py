@@ -14,6 +14,7 @@ from glanceclient import exc as glance_exc
 from glanceclient.v2 import client as glance_client
 
 from tests.api.conftest import ApiServer
+from tests.api.helpers import data_files, new_image, raw_upload, wait_status
 
 DATA = b"".join(i.to_bytes(4, "little") * 256 for i in range(1024)) * 4  # 4 MiB, not all zeros
 
@@ -148,3 +149,15 @@ def test_glance_cli_and_openstacksdk(api_server: ApiServer, tmp_path: Path) -> N
     subprocess.run([*glance_cli, "image-download", "--file", str(dst), img.id], env=env, check=True)
     assert dst.read_bytes() == DATA
     conn.image.delete_image(img.id)
+
+
+def test_client_disconnects_half_way(api_server: ApiServer) -> None:
+    token = api_server.token("alice")
+    before = data_files(api_server)
+    image_id = new_image(api_server, token)
+    raw_upload(api_server, token, image_id, declared=2 << 30, send=6 << 20)
+    wait_status(api_server, token, image_id, "queued")
+    assert data_files(api_server) == before  # no partial data left
+    gc = glance_client.Client(session=api_server.session("alice"))
+    gc.images.upload(image_id, io.BytesIO(b"\x02" * 4096))  # and the upload can be retried
+    assert gc.images.get(image_id).size == 4096
