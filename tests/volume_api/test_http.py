@@ -314,3 +314,63 @@ def test_cinder_cli_and_failed_customization(server: ApiServer, tmp_path: Path) 
     cli(server, "alice", "cinder", "attachment-delete", att.id)
     assert c.volumes.get(vol.id).status == "available"
     c.volumes.delete(vol.id)
+
+
+def test_bad_input_gets_clear_errors_and_changes_nothing(server: ApiServer) -> None:
+    sess = server.session("alice")
+    base = volume_url(server, "alice")
+    v360 = {"OpenStack-API-Version": "volume 3.60"}
+    vol = cinder(server, "alice").volumes.create(1, name="keep")
+    cases: list[tuple[str, str, Any, int]] = [
+        ("POST", "/volumes", b"{not json", 400),
+        ("POST", "/volumes", {"size": 1}, 400),  # no "volume" object
+        ("POST", "/volumes", {"volume": {"size": "abc"}}, 400),
+        ("POST", "/volumes", {"volume": {"size": 0}}, 400),
+        ("POST", "/volumes", {"volume": {"size": 1, "name": "a\x00b"}}, 400),
+        ("POST", "/volumes", {"volume": {"size": 1, "name": "n" * 2000}}, 400),
+        ("POST", "/volumes", {"volume": {"size": 1, "name": "../x"}}, 400),
+        ("POST", "/volumes", {"volume": {"size": 1, "metadata": ["a"]}}, 400),
+        ("POST", "/volumes", {"volume": {"size": 1, "snapshot_id": "%2F..%2F"}}, 404),
+        ("GET", "/volumes/not-an-id", None, 404),
+        ("GET", "/volumes?limit=-5", None, 400),
+        ("GET", "/volumes?sort=owner:asc", None, 400),
+        ("GET", "/volumes?metadata=oops(", None, 400),
+        ("POST", f"/volumes/{vol.id}/action", {"os-frobnicate": {}}, 400),
+        ("POST", f"/volumes/{vol.id}/action", {"os-extend": {}}, 400),
+        ("POST", f"/volumes/{vol.id}/action", {"os-extend": {"new_size": 2}, "os-x": {}}, 400),
+        (
+            "POST",
+            f"/volumes/{vol.id}/action",
+            {"os-volume_upload_image": {"image_name": "x", "disk_format": "qcow2"}},
+            400,
+        ),
+        ("PUT", f"/volumes/{vol.id}/metadata/k", {"meta": {"other": "v"}}, 400),
+        ("POST", "/snapshots", {"snapshot": {"name": "s"}}, 400),
+        ("POST", "/attachments", {"attachment": {"volume_uuid": vol.id, "mode": "rx", "connector": {}}}, 400),
+        ("PUT", "/os-quota-sets/alpha", {"quota_set": {"volumes": 99}}, 403),
+        ("PUT", "/os-quota-sets/alpha", {"quota_set": {"disks": 1}}, 400),
+    ]
+    for method, path, body, status in cases:
+        kwargs: dict[str, Any] = {"headers": dict(v360), "raise_exc": False}
+        if isinstance(body, bytes):
+            kwargs["data"] = body
+            kwargs["headers"]["Content-Type"] = "application/json"
+        elif body is not None:
+            kwargs["json"] = body
+        resp = sess.request(base + path, method, **kwargs)
+        assert resp.status_code == status, (method, path, resp.status_code, resp.text)
+        assert resp.json()["error"]["message"], (method, path)
+    wrong_type = sess.post(
+        base + "/volumes", data=b"size=1", headers={"Content-Type": "text/plain"}, raise_exc=False
+    )
+    assert wrong_type.status_code == 415
+    admin_bad = server.session("admin").put(
+        base.replace("/alpha", "/admin") + "/os-quota-sets/alpha",
+        json={"quota_set": {"disks": 1}},
+        raise_exc=False,
+    )
+    assert admin_bad.status_code == 400 and "disks" in admin_bad.json()["error"]["message"]
+    listed = cinder(server, "alice").volumes.list()
+    assert [v.id for v in listed] == [vol.id]  # nothing was created by any of them
+    assert cinder(server, "alice").volumes.get(vol.id).size == 1
+    cinder(server, "alice").volumes.delete(vol.id)
