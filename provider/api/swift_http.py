@@ -16,9 +16,9 @@ import falcon
 
 from provider.backends.files import FileBackend
 from provider.errors import InvalidInput, PermissionDenied
+from provider.model import Resource
 from provider.services import Caller, Store
 from provider.services.containers import MAX_LISTING, Page
-from provider.services.model import Resource
 
 CHUNK = 4 << 20
 

@@ -25,8 +25,8 @@ from provider.api.swift_http import (
     timestamp,
 )
 from provider.errors import InvalidInput, MissingBlocks, NotFound
+from provider.model import Resource
 from provider.services import Store
-from provider.services.model import Resource
 
 MAX_HASHMAP_BODY = 64 << 20  # a hashmap of 16 TiB
 

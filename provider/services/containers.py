@@ -16,8 +16,9 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from provider.catalog import schema as t
 from provider.errors import Conflict, InvalidInput, NotFound
-from provider.services.base import Service, now
-from provider.services.model import Resource
+from provider.model import Resource
+from provider.services.base import Service
+from provider.utils.host import now
 from provider.utils.names import check_key, check_name, check_value
 
 MAX_LISTING = 10000

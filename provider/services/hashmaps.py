@@ -17,8 +17,8 @@ from sqlalchemy import Connection, delete, insert, select
 from provider.backends.assemble import AssembleResult, Piece, assemble
 from provider.catalog import schema as t
 from provider.errors import InvalidInput, MissingBlocks
-from provider.services.base import Service, new_id, now
-from provider.services.model import Resource
+from provider.model import Resource
+from provider.services.base import Service
 from provider.utils.blockhash import (
     BLOCK_HASH,
     BLOCK_SIZE,
@@ -28,6 +28,7 @@ from provider.utils.blockhash import (
     is_block_hash,
     top_hash,
 )
+from provider.utils.host import new_id, now
 from provider.utils.names import check_key, check_value, split_object_ref
 
 MAX_BLOCKS = 1 << 22  # 16 TiB of 4 MiB blocks

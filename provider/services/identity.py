@@ -24,7 +24,8 @@ from sqlalchemy import Connection, Row, delete, select
 
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
-from provider.services.base import Caller, Service, now
+from provider.services.base import Caller, Service
+from provider.utils.host import now
 from provider.utils.names import check_name
 
 ROLES = ("admin", "member", "reader")

@@ -7,6 +7,7 @@ import logging
 import os
 from functools import cached_property
 
+from atoll_common import process
 from provider.backends import Backend, load_backend, pick_local
 from provider.catalog import SCHEMA_VERSION, Catalog
 from provider.config import Config
@@ -14,6 +15,7 @@ from provider.errors import BadConfiguration
 from provider.services.base import Caller
 from provider.services.containers import ContainerService
 from provider.services.customize import CustomizeService
+from provider.services.datapath import DataPath
 from provider.services.fsck import FsckService
 from provider.services.glance import GlanceService
 from provider.services.hashmaps import HashmapService
@@ -28,7 +30,6 @@ from provider.services.volume_api import VolumeApiService
 from provider.services.volume_api_attachments import VolumeAttachmentService
 from provider.services.volume_api_snapshots import VolumeSnapshotService
 from provider.services.volumes import VolumeService
-from provider.utils import process
 
 LOG = logging.getLogger(__name__)
 
@@ -125,6 +126,10 @@ class Store:
     @cached_property
     def volumes(self) -> VolumeService:
         return VolumeService(self)
+
+    @cached_property
+    def datapath(self) -> DataPath:
+        return DataPath(self)
 
     @cached_property
     def resources(self) -> ResourceService:

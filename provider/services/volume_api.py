@@ -12,8 +12,8 @@ from sqlalchemy import Connection, delete, select, update
 
 from provider.catalog import schema as t
 from provider.errors import AtollError, Conflict, InvalidInput, NotFound
-from provider.services.base import Service, new_id
-from provider.services.model import Resource
+from provider.model import Resource
+from provider.services.base import Service
 from provider.services.quotas import GIB, gib
 from provider.services.volume_api_attachments import attachments_of
 from provider.services.volume_api_model import (
@@ -23,6 +23,7 @@ from provider.services.volume_api_model import (
     check_size,
     hostname_for,
 )
+from provider.utils.host import new_id
 from provider.utils.names import UUID_RE, check_name, check_value
 from provider.utils.props import EXCLUDE_ALL_TASKS
 

@@ -16,8 +16,9 @@ from sqlalchemy import Connection, delete, select, update
 
 from provider.catalog import schema as t
 from provider.errors import Conflict, InUse, InvalidInput, NotFound
-from provider.services.base import HOST, Service, new_id, now
-from provider.services.model import Resource
+from provider.model import Resource
+from provider.services.base import Service
+from provider.utils.host import HOST, new_id, now
 from provider.utils.names import UUID_RE
 
 MODES = ("rw", "ro")

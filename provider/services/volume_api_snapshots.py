@@ -13,12 +13,13 @@ from sqlalchemy import Connection, select, update
 
 from provider.catalog import schema as t
 from provider.errors import Conflict, InvalidInput, NotFound
-from provider.services.base import Service, new_id
-from provider.services.model import Resource
+from provider.model import Resource
+from provider.services.base import Service
 from provider.services.quotas import gib
 from provider.services.volume_api_attachments import attachments_of
 from provider.services.volume_api_model import check_metadata
 from provider.services.volumes import SNAPSHOT_OF
+from provider.utils.host import new_id
 from provider.utils.names import UUID_RE, check_name, check_value
 from provider.utils.props import get_prop
 
