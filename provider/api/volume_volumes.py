@@ -57,6 +57,7 @@ class Volumes(VolumeResource):
             sort_dir=sort_dir,
             limit=as_int(limit, "limit") if limit is not None else None,
             marker=req.get_param("marker"),
+            all_projects=as_bool(req.get_param("all_tenants") or False, "all_tenants"),
         )
         base = self.base(project_id)
         body: dict[str, Any] = {"volumes": [views.volume(v, base, detail=self.detail) for v in found]}

@@ -122,16 +122,19 @@ class VolumeApiService(Service):
         sort_dir: str = "desc",
         limit: int | None = None,
         marker: str | None = None,
+        all_projects: bool = False,
     ) -> builtins.list[VolumeInfo]:
-        """The project's volumes, filtered, sorted (Cinder's default: newest first) and paged."""
+        """The project's volumes (an admin's ``all_projects``: everyone's), filtered, sorted (Cinder's
+        default: newest first) and paged."""
         if sort_key not in SORT_KEYS or sort_dir not in ("asc", "desc"):
             raise InvalidInput("sort by one of %(keys)s, asc or desc", keys=", ".join(SORT_KEYS))
         if limit is not None and limit < 0:
             raise InvalidInput("limit must be a positive integer")
+        everyone = all_projects and self.caller.admin
         with self.catalog.read() as conn:
-            found = [self.info(conn, r) for r in self._project_volumes(conn)]
+            found = [self.info(conn, r) for r in self._project_volumes(conn, everyone)]
             q = select(t.volume_failures)
-            if not self.caller.admin:
+            if not everyone:
                 q = q.where(t.volume_failures.c.owner == self.project())
             found += [self._failure(row) for row in conn.execute(q)]
         found = [
@@ -149,13 +152,13 @@ class VolumeApiService(Service):
             found = found[ids.index(marker) + 1 :]
         return found if limit is None else found[:limit]
 
-    def _project_volumes(self, conn: Connection) -> builtins.list[Resource]:
+    def _project_volumes(self, conn: Connection, everyone: bool) -> builtins.list[Resource]:
         q = (
             select(t.volume_views.c.resource_id)
             .join(t.resources, t.resources.c.id == t.volume_views.c.resource_id)
             .where(t.resources.c.state == "available")
         )
-        if not self.caller.admin:
+        if not everyone:
             q = q.where(t.resources.c.owner == self.project())
         return [self.load(conn, rid) for (rid,) in conn.execute(q)]
 

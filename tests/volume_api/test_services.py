@@ -292,3 +292,11 @@ def test_object_bytes_and_image_quotas_store_nothing(alice: Store, admin: Store,
     with pytest.raises(QuotaExceeded, match="images"):
         alice.image_adoption.adopt(obj.id, {"name": "adopted"}, {}, [])
     assert alice.resources.get(obj.id).kind == "object"
+
+
+def test_admin_lists_its_project_unless_asked_for_all(alice: Store, admin: Store) -> None:
+    vol = alice.volume_api.create(1, name="alices")
+    assert admin.volume_api.list() == []
+    assert [v.id for v in admin.volume_api.list(all_projects=True)] == [vol.id]
+    assert [v.id for v in alice.volume_api.list(all_projects=True)] == [vol.id]  # only an admin's widens
+    assert admin.volume_api.show(vol.id).owner == "alice"
