@@ -150,13 +150,14 @@ class Window(io.RawIOBase):
 
 
 def open_object(store: Store, res: Resource, start: int, length: int) -> IO[bytes]:
-    """A stream of ``length`` bytes of ``res`` from ``start``: the raw file itself where there is one
-    (no copy through memory), else the backend's export through a pipe."""
+    """A stream of ``length`` bytes of ``res`` from ``start``: the raw file itself where there is one,
+    positioned at ``start`` (gunicorn sends it with sendfile(2), stopping at the Content-Length), else
+    the backend's export through a pipe."""
     backend = store.backend(res.backend)
     if isinstance(backend, FileBackend) and res.disk_format == "raw":
-        raw = io.FileIO(backend.path(res.locator), "rb")  # the response closes it
+        raw = open(backend.path(res.locator), "rb", buffering=0)  # noqa: SIM115 - the server closes it
         raw.seek(start)
-        return io.BufferedReader(Window(cast(IO[bytes], raw), length), CHUNK)
+        return cast(IO[bytes], raw)
     rfd, wfd = os.pipe()
     reader = os.fdopen(rfd, "rb", CHUNK)
 

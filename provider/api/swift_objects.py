@@ -183,10 +183,14 @@ class ObjectResource:
     def _headers(
         self, store: Store, resp: falcon.Response, res: Resource, req: falcon.Request | None = None
     ) -> bool:
-        """The object's headers; False (with 304 or 412 set) when a conditional request stops here."""
-        etag = store.hashmaps.md5(res)
+        """The object's headers; False (with 304 or 412 set) when a conditional request stops here.
+
+        Reads (``req`` given) get the md5 ETag, computed once if unknown; write answers only report a
+        known one, so a COPY stays free of any read whatever the size."""
+        etag = store.hashmaps.md5(res) if req is not None else store.hashmaps.known_md5(res)
         stamp = res.object.created_at if res.object else res.created_at
-        resp.set_header("ETag", etag)
+        if etag:
+            resp.set_header("ETag", etag)
         resp.set_header("X-Atoll-Id", res.id)
         resp.set_header("X-Timestamp", timestamp(stamp))
         resp.set_header("Last-Modified", http_date(stamp))
@@ -194,7 +198,7 @@ class ObjectResource:
         if res.object:
             resp.content_type = res.object.content_type
             set_meta_headers(resp, "Object", res.object.meta)
-        if req is None:
+        if req is None or etag is None:
             return True
         return _conditions(req, resp, etag, stamp)
 

@@ -78,15 +78,20 @@ class HashmapService(Service):
         conn.execute(delete(t.digests).where(*keys))
         conn.execute(insert(t.digests).values(backend=res_backend, locator=locator, md5=md5))
 
-    def md5(self, res: Resource) -> str:
-        """The md5 of a read-only resource (a Swift ETag): recorded when its bytes streamed in through
-        the Object API, else computed once now (one read) and recorded."""
+    def known_md5(self, res: Resource) -> str | None:
+        """The md5 recorded for the resource's bytes, if any (no read)."""
         with self.catalog.read() as conn:
             found = conn.execute(
                 select(t.digests.c.md5).where(
                     t.digests.c.backend == res.backend, t.digests.c.locator == res.locator
                 )
             ).scalar_one_or_none()
+        return None if found is None else str(found)
+
+    def md5(self, res: Resource) -> str:
+        """The md5 of a read-only resource (a Swift ETag): recorded when its bytes streamed in through
+        the Object API, else computed once now (one read) and recorded."""
+        found = self.known_md5(res)
         if found is not None:
             return str(found)
         sink = _Md5Sink()
@@ -129,8 +134,8 @@ class HashmapService(Service):
         with self.write_then_remove() as (conn, _):
             self._insert(conn, rid, locator, op="stage")
             conn.execute(insert(t.block_stages).values(resource_id=rid, created_at=now()))
+        reader = HashingReader(stream, md5=False)
         try:
-            reader = HashingReader(stream, md5=False)
             result = backend.import_stream(locator, cast(IO[bytes], reader))
             hashes = reader.finish()
             with self.catalog.write() as conn:
@@ -139,6 +144,8 @@ class HashmapService(Service):
         except BaseException:
             self.abort_pending(rid)
             raise
+        finally:
+            reader.close()
         return hashes
 
     def _insert(self, conn: Connection, rid: str, locator: str, op: str) -> None:

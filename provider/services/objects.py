@@ -93,6 +93,9 @@ class ObjectService(Service):
         except BaseException:
             self.abort_pending(rid)
             raise
+        finally:
+            if hasher is not None:
+                hasher.close()
         return self.get(rid)
 
     def replaceable(self, conn: Connection, container: str, name: str) -> Resource | None:

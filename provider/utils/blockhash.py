@@ -7,7 +7,7 @@ import io
 import os
 import re
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO
 
 BLOCK_SIZE = 4 << 20
@@ -38,13 +38,17 @@ def is_block_hash(text: object) -> bool:
 
 class HashingReader:
     """Wraps a binary stream; every byte read is counted into an md5, and into the sha256 of the
-    4 MiB block it belongs to. Reads pass through unchanged (no buffering, no second pass)."""
+    4 MiB block it belongs to. Reads pass through unchanged (no second pass over the data); the hashing
+    of one chunk runs in a helper thread while the caller writes it (hashlib releases the GIL), with at
+    most one chunk in flight."""
 
     def __init__(self, stream: IO[bytes] | None = None, *, md5: bool = True) -> None:
         self._stream = stream
         self._md5 = hashlib.md5(usedforsecurity=False) if md5 else None
         self._block = hashlib.sha256()
         self._in_block = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
         self.hashes: list[str] = []
         self.size = 0
 
@@ -56,8 +60,22 @@ class HashingReader:
             raise io.UnsupportedOperation("read")
         data = self._stream.read(size)
         if data:
-            self.update(data)
+            self._wait()
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blockhash")
+            self._pending = self._pool.submit(self.update, data)
         return data
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
+    def close(self) -> None:
+        self._wait()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def write(self, data: bytes) -> int:
         """Hash ``data`` as the next bytes (so the reader doubles as an export sink)."""
@@ -84,12 +102,14 @@ class HashingReader:
 
     def finish(self) -> list[str]:
         """The block hashes once the stream is exhausted (the short last block included)."""
+        self.close()
         if self._in_block:
             self._close_block()
         return self.hashes
 
     @property
     def md5(self) -> str | None:
+        self.close()
         return self._md5.hexdigest() if self._md5 is not None else None
 
 

@@ -30,6 +30,6 @@ def proc_start(pid: int) -> str | None:
 
 
 def my_start() -> str | None:
-    """This process's start time, read when needed: a module-level value would be the parent's in a
-    forked server worker, so the worker's own pending operations would look abandoned."""
+    """This process's start time, read when needed: a value taken at import would be the parent's in a
+    forked server worker (gunicorn), so the worker's own pending operations would look abandoned."""
     return proc_start(os.getpid())
