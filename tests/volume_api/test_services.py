@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from provider.errors import Conflict, InUse, InvalidInput, NotFound, PermissionDenied, QuotaExceeded
 from provider.services import Store
 from provider.services.quotas import GIB
-from tests.conftest import write_disk
+from tests.conftest import StoreEnv, write_disk
 from tests.customization import verify
 from tests.volume_api.conftest import add_image, add_snapshot_image
 
@@ -300,3 +302,36 @@ def test_admin_lists_its_project_unless_asked_for_all(alice: Store, admin: Store
     assert [v.id for v in admin.volume_api.list(all_projects=True)] == [vol.id]
     assert [v.id for v in alice.volume_api.list(all_projects=True)] == [vol.id]  # only an admin's widens
     assert admin.volume_api.show(vol.id).owner == "alice"
+
+
+def test_userspace_attachment_gives_an_nbd_socket_or_a_file(alice: Store, api_env: StoreEnv) -> None:
+    vol = alice.volume_api.create(1, name="user-disk")
+    att, info = alice.volume_attachments.create(vol.id, connector={"atoll_userspace": True})
+    try:
+        if api_env.backend == "qcow2":  # a qemu-storage-daemon serves it on a unix socket
+            assert info["driver_volume_type"] == "nbd"
+            assert stat.S_ISSOCK(os.stat(info["data"]["socket_path"]).st_mode)
+            assert info["data"]["uri"].startswith("nbd:unix:")
+        else:  # reflink: QEMU opens the raw file itself
+            assert info["driver_volume_type"] == "local"
+            assert Path(info["data"]["device_path"]).is_file()
+    finally:
+        alice.volume_attachments.delete(att.id or "")
+    assert alice.volume_api.show(vol.id).status == "available"
+    alice.volume_api.delete(vol.id)
+
+
+def test_rbd_attachment_gives_pool_image_and_user(rbd_env: StoreEnv) -> None:
+    store = rbd_env.open("alice", admin=False)
+    vol = store.volume_api.create(1, name="ceph-disk")
+    att, info = store.volume_attachments.create(vol.id, connector={"atoll_userspace": True})
+    try:
+        assert info["driver_volume_type"] == "rbd"
+        data = info["data"]
+        assert data["pool"] == rbd_env.config.store.pool and data["image"].endswith(vol.id)
+        assert data["name"] == f"{data['pool']}/{data['image']}"
+        assert data["auth_username"] == rbd_env.config.store.user
+        assert data["uri"].startswith("rbd:")
+    finally:
+        store.volume_attachments.delete(att.id or "")
+    store.volume_api.delete(vol.id)
