@@ -290,12 +290,13 @@ def main() -> None:
                 sections.append(run_backend(backend, root, args))
     load = os.getloadavg()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    head = (f"## Object API (bench/api_objects.py)\n\n{platform.node()}, {os.cpu_count()} CPUs, load "
+    head = (f"## Object API, {args.backends} (bench/api_objects.py)\n\n"
+            f"{platform.node()}, {os.cpu_count()} CPUs, load "
             f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} at the end, {when}, runs={args.runs} (median), "
             f"PUT/GET {args.put_gib} GiB, sync {args.sync_gib} GiB\n\n")  # fmt: skip
     text = head + "\n".join(sections)
     print(text)
-    write_section("## Object API", text)
+    write_section(f"## Object API, {args.backends} ", text)
 
 
 if __name__ == "__main__":

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import email.utils
 import io
 import json
-import os
-import threading
 from typing import IO, Any, cast
 from xml.etree import ElementTree as ET
 
 import falcon
 
-from provider.backends.files import FileBackend
 from provider.errors import InvalidInput, PermissionDenied
-from provider.model import Resource
-from provider.services import Caller, Store
+from provider.services import Caller
 from provider.services.containers import MAX_LISTING, Page
 
 CHUNK = 4 << 20
@@ -123,52 +118,6 @@ def send_listing(
         resp.data = "".join(f"{n}\n" for n in names).encode()
         if not names:
             resp.status = falcon.HTTP_204
-
-
-class Window(io.RawIOBase):
-    """At most ``length`` bytes of a stream (a Range of a file)."""
-
-    def __init__(self, inner: IO[bytes], length: int) -> None:
-        self._inner = inner
-        self._left = length
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        n = min(len(buf), self._left)
-        if n <= 0:
-            return 0
-        data = self._inner.read(n)
-        buf[: len(data)] = data
-        self._left -= len(data)
-        return len(data)
-
-    def close(self) -> None:
-        self._inner.close()
-        super().close()
-
-
-def open_object(store: Store, res: Resource, start: int, length: int) -> IO[bytes]:
-    """A stream of ``length`` bytes of ``res`` from ``start``: the raw file itself where there is one,
-    positioned at ``start`` (gunicorn sends it with sendfile(2), stopping at the Content-Length), else
-    the backend's export through a pipe."""
-    backend = store.backend(res.backend)
-    if isinstance(backend, FileBackend) and res.disk_format == "raw":
-        raw = open(backend.path(res.locator), "rb", buffering=0)  # noqa: SIM115 - the server closes it
-        raw.seek(start)
-        return cast(IO[bytes], raw)
-    rfd, wfd = os.pipe()
-    reader = os.fdopen(rfd, "rb", CHUNK)
-
-    def export() -> None:
-        with os.fdopen(wfd, "wb", CHUNK) as out, contextlib.suppress(BrokenPipeError):  # client gone
-            backend.export_stream(res.locator, res.disk_format, out)
-
-    threading.Thread(target=export, daemon=True).start()
-    while start > 0:  # a range of a flattened chain: skip what precedes it
-        start -= len(reader.read(min(CHUNK, start))) or start
-    return io.BufferedReader(Window(reader, length), CHUNK)
 
 
 def request_body(req: falcon.Request) -> IO[bytes]:

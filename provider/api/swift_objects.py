@@ -17,7 +17,6 @@ from provider.api.swift_http import (
     flag,
     http_date,
     meta_headers,
-    open_object,
     parse_stamp,
     request_body,
     require_owner,
@@ -27,6 +26,7 @@ from provider.api.swift_http import (
 from provider.errors import InvalidInput, MissingBlocks, NotFound
 from provider.model import Resource
 from provider.services import Store
+from provider.services.object_data import open_range
 
 MAX_HASHMAP_BODY = 64 << 20  # a hashmap of 16 TiB
 
@@ -164,7 +164,7 @@ class ObjectResource:
         if (start, end) != (0, res.size):
             resp.status = falcon.HTTP_206
             resp.set_header("Content-Range", f"bytes {start}-{end - 1}/{res.size}")
-        resp.set_stream(open_object(store, res, start, end - start), end - start)
+        resp.set_stream(open_range(store, res, start, end - start), end - start)
 
     def _range(self, req: falcon.Request, size: int) -> tuple[int, int]:
         """``[start, end)`` of the requested single range; 416 when none of it exists."""

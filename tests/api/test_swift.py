@@ -215,3 +215,23 @@ def test_swift_cli_upload_and_download(
     out = tmp_path / "back.raw"
     subprocess.run([*cli, "download", "images", "disk.raw", "-o", str(out)], check=True, capture_output=True)
     assert out.read_bytes() == src.read_bytes()
+
+
+def test_snapshots_are_objects_with_their_resource_id(
+    api_server: ApiServer, alice: swiftclient.Connection
+) -> None:
+    url, _ = alice.get_auth()
+    store = api_server.env.open(url.rsplit("AUTH_", 1)[1])
+    data = os.urandom(MiB)
+    alice.put_container("img")
+    alice.put_object("img", "base", data)
+    store.volumes.create("snapvol", source="img/base", size=2 * MiB)
+    snap = store.volumes.snapshot("snapvol", "snap1")  # on qcow2: a frozen overlay, read flattened
+    head, body = alice.get_object("snapshots", "snap1")
+    assert head["x-atoll-id"] == snap.id and body == data + bytes(MiB)
+    assert alice.get_object("snapshots", "snap1", headers={"Range": "bytes=1048570-1048579"})[1] == data[
+        -6:
+    ] + bytes(4)
+    assert "snap1" in [o["name"] for o in alice.get_container("snapshots")[1]]
+    store.images.delete("snap1")
+    store.volumes.delete("snapvol")
