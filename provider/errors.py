@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-from atoll_common.errors import AtollError, ToolError
+from atoll_common.errors import AtollError, InvalidInput, ToolError, UsageError
 
-__all__ = [
-    "AtollError",
-    "ToolError",
-]
-
-
-class InvalidInput(AtollError):
-    """A request that cannot be carried out as asked (e.g. a clone smaller than its source)."""
-
-    message = "invalid input"
-
-
-class UsageError(InvalidInput):
-    """Malformed input: a size, name, key or value that does not parse (exit code 2, like click)."""
-
-    exit_code = 2
+__all__ = ["AtollError", "InvalidInput", "ToolError", "UsageError"]
 
 
 class NotFound(AtollError):

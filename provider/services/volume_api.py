@@ -23,7 +23,7 @@ from provider.services.volume_api_model import (
     check_size,
     hostname_for,
 )
-from provider.utils.host import new_id
+from provider.utils.host import new_id, now
 from provider.utils.names import UUID_RE, check_name, check_value
 from provider.utils.props import EXCLUDE_ALL_TASKS
 
@@ -212,14 +212,15 @@ class VolumeApiService(Service):
         with self.store.quotas.reserve(volumes=1, gigabytes=size_gib):
             if src is not None and src.mode == "rw":
                 vol = self._clone_volume(src, name, size_gib * GIB)
+            elif src is not None and src.kind == "image":
+                made = self._create_customized(name, src, size_gib * GIB, hostname)
+                if isinstance(made, VolumeInfo):
+                    return made
+                vol = made
             else:
                 vol = self.store.volumes.create(name, size_gib * GIB, src.id if src else None)
             origin = {"image_id": image_ref, "snapshot_id": snapshot_id, "source_volid": source_volid}
             self._set_view(vol.id, description=description, metadata=meta, origin=origin)
-        if src is not None and src.kind == "image":
-            failure = self._customize(vol, hostname)
-            if failure is not None:
-                return failure
         return self.show(vol.id)
 
     def _clone_volume(self, src: Resource, name: str, size: int) -> Resource:
@@ -231,30 +232,30 @@ class VolumeApiService(Service):
             with self.write_then_remove() as (conn, files):
                 files += self.hide(conn, snap.id)
 
-    def _customize(self, vol: Resource, hostname: str | None) -> VolumeInfo | None:
-        """Run the no-secret tasks; on failure remove the volume and keep an ``error`` record."""
+    def _create_customized(
+        self, name: str, src: Resource, size: int, hostname: str | None
+    ) -> Resource | VolumeInfo:
+        """Clone an image and run its no-secret tasks; when they fail the volume is gone and an
+        ``error`` record (with the reason) answers in its place."""
         from customization.params import InstanceParams
         from provider.services.customize import CustomizationFailed
 
         try:
-            self.store.customize.run(vol.id, InstanceParams(hostname=hostname))
+            vol, _report = self.store.volumes.create_customized(
+                name, src.id, InstanceParams(hostname=hostname), size=size
+            )
         except CustomizationFailed as e:
             reason = str(e)
         else:
-            return None
-        self.store.volumes.delete(vol.id)
+            return vol
+        fid = new_id()
         with self.catalog.write() as conn:
             conn.execute(
                 t.volume_failures.insert().values(
-                    id=vol.id,
-                    owner=vol.owner,
-                    name=vol.name,
-                    size=vol.size,
-                    reason=reason,
-                    created_at=vol.created_at,
+                    id=fid, owner=self.project(), name=name, size=size, reason=reason, created_at=now()
                 )
             )
-            return self._failure(self._failed(conn, vol.id))
+            return self._failure(self._failed(conn, fid))
 
     def _set_view(self, vid: str, **values: Any) -> None:
         row: dict[str, Any] = {}
@@ -286,7 +287,7 @@ class VolumeApiService(Service):
             vol = self.owned(conn, vid)
             if name is not None and name != vol.name:
                 check_name(name, "volume name")
-                self.store.volumes._check_name_free(conn, name)
+                self.store.volumes.check_name_free(conn, name)
         self._set_view(vol.id, name=name, description=description, metadata=meta)
         return self.show(vol.id)
 
