@@ -216,7 +216,9 @@ class DataPath(Service):
             )
         else:
             served = f", served by pid {row.pid}" if row.pid else ""
-            reason = f"attached at {where} since {row.created_at}{served}: run '{detach}' to {operation}"
+            reason = (
+                f"attached at {where} since {row.created_at}{served}: detach it to {operation} ('{detach}')"
+            )
         raise InUse(what=res.kind, ref=res.name, reason=reason)
 
     def stale_reason(self, res: Resource, row: Row[Any]) -> str | None:
