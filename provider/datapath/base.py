@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provider.backends.base import Backend, SnapshotResult
-from provider.datapath import loop
+from provider.datapath import health, loop
 from provider.datapath.model import Access, Attachment, Mode
 from provider.errors import CapabilityNotSupported, DataPathError
 from provider.services.base import HOST
@@ -121,9 +121,7 @@ class FileAttacher(Attacher):
         return None
 
     def healthy(self, att: Attachment) -> bool:
-        if att.device is None:
-            return att.path is not None and os.path.exists(att.path)
-        return loop.backing_file(att.device) == att.path
+        return health.file_ok(att.device, att.path)
 
     def detach(self, res: Resource, att: Attachment | None) -> None:
         if att is not None:
