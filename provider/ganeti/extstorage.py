@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from provider.errors import AlreadyExists, InvalidInput, NotFound, UsageError
 from provider.ganeti import env as ext_env
-from provider.ganeti import fast
+from provider.ganeti import fast, kvm
 from provider.ganeti.script import open_store, run
 from provider.utils.faults import failpoint
 from provider.utils.sizes import format_size
@@ -114,13 +114,15 @@ def attach(environ: Mapping[str, str]) -> None:
     if current is None:
         store = open_store()
         res = find(store, env.vol_name)
+        if env.userspace:  # refused before anything is set up
+            kvm.check_userspace(res.backend, kvm.ganeti_version())
         attachment = store.volumes.attach(res.id, userspace=env.userspace)
         current = attachment.device, attachment.uri
     failpoint("ganeti.attach.before-print")  # tests: an attach that dies after the data path is up
     device, uri = current
     lines = [device or ""]
     if uri:
-        lines.append(f"kvm:{uri}")
+        lines.append("kvm:" + kvm.drive_uri(uri))
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
 
@@ -157,6 +159,9 @@ def grow(environ: Mapping[str, str]) -> None:
     store = open_store()
     vol = store.volumes.grow(find(store, env.vol_name).id, env.new_size)
     LOG.info("volume %s is now %s", env.vol_name, format_size(vol.size))
+    att = store.volumes.datapath.attachment(vol.id)
+    if att is not None and vol.volume is not None:  # a running KVM guest learns it at once
+        kvm.notify_grow(vol.volume.ganeti.get("instance"), (att.device, att.uri), vol.size)
 
 
 def setinfo(environ: Mapping[str, str]) -> None:
