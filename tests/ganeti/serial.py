@@ -77,5 +77,5 @@ class Console:
     def run(self, command: str, timeout: float = 120.0) -> str:
         """Run ``command`` in the logged-in shell; its output between two markers."""
         self.sock.sendall(f"echo '<<'BEGIN; {command}; echo END'>>'\r".encode())
-        match = self.expect(rb"<<BEGIN\r?\n(.*?)END>>", timeout)
+        match = self.expect(rb"(?s)<<BEGIN\s*(.*?)\s*END>>", timeout)
         return match.group(1).decode(errors="replace").replace("\r", "")
