@@ -159,7 +159,7 @@ def grow(environ: Mapping[str, str]) -> None:
     store = open_store()
     vol = store.volumes.grow(find(store, env.vol_name).id, env.new_size)
     LOG.info("volume %s is now %s", env.vol_name, format_size(vol.size))
-    att = store.volumes.datapath.attachment(vol.id)
+    att = store.datapath.attachment(vol.id)
     if att is not None and vol.volume is not None:  # a running KVM guest learns it at once
         kvm.notify_grow(vol.volume.ganeti.get("instance"), (att.device, att.uri), vol.size)
 
@@ -213,7 +213,7 @@ def open_(environ: Mapping[str, str]) -> None:
         store = open_store()
         res = find_or_none(store, env.vol_name)
         if res is not None:
-            store.volumes.datapath.open(res.id, exclusive=exclusive)
+            store.datapath.open(res.id, exclusive=exclusive)
     LOG.info("open %s (%s)", env.vol_name, "exclusive" if exclusive else "shared for a migration")
 
 
@@ -224,7 +224,7 @@ def close(environ: Mapping[str, str]) -> None:
         store = open_store()
         res = find_or_none(store, env.vol_name)
         if res is not None:
-            store.volumes.datapath.close(res.id)
+            store.datapath.close(res.id)
     LOG.info("close %s", env.vol_name)
 
 
