@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from provider.services.local_disk import local_disk
 from tests.ganeti import guest
 from tests.ganeti.conftest import Installed, register_image
 from tests.helpers import need_root
@@ -65,4 +66,31 @@ def test_reinstall_reclones_reflink_volumes_in_place(installed_each: Installed, 
         assert "copying guest" in again.stderr
         assert guest.read_file(device, "/etc/hostname").strip() == "vm2"
     assert store.volumes.show(VOL).size == size_mib * MIB and store.volumes.show(VOL).parent == vol.parent
+    assert installed.ext("remove", VOL_NAME=VOL).returncode == 0
+
+
+def test_os_create_on_a_qcow2_disk_attached_in_userspace(installed: Installed, guest_image: Path) -> None:
+    """access=userspace: Ganeti hands the OS no block device, only the NBD URI; the OS reaches the export
+    through nbdfuse while Ganeti keeps it attached."""
+    need_root()
+    register_image(installed.env, guest_image, "guest")
+    size_mib = (guest_image.stat().st_size >> 20) + 64
+    create = installed.ext(
+        "create", VOL_NAME=VOL, VOL_SIZE=str(size_mib), VOL_UUID="disk-2", EXTP_ORIGIN="guest"
+    )
+    assert create.returncode == 0, create.stderr
+    attach = installed.ext("attach", VOL_NAME=VOL, EXTP_ACCESS="userspace")
+    assert attach.returncode == 0, attach.stderr
+    device, uri = attach.stdout.splitlines()
+    assert device == "" and uri.startswith("kvm:nbd:unix:")
+    env = {**OS_ENV, "INSTANCE_NAME": "vm3", "DISK_COUNT": "1", "DISK_0_URI": uri, "DISK_0_UUID": "disk-2"}
+    proc = installed.run(installed.os, "create", **env)
+    assert proc.returncode == 0, proc.stderr
+    assert "AssignHostname: ran" in proc.stderr
+    again = installed.ext("attach", VOL_NAME=VOL, EXTP_ACCESS="userspace")
+    assert again.stdout == attach.stdout  # the export Ganeti uses is still there
+    assert installed.ext("detach", VOL_NAME=VOL).returncode == 0
+    store = installed.env.open()
+    with local_disk(store, VOL, writable=False) as disk:
+        assert guest.read_file(disk, "/etc/hostname").strip() == "vm3"
     assert installed.ext("remove", VOL_NAME=VOL).returncode == 0
