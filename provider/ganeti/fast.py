@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from typing import Any
 
 from provider import config as config_mod
 from provider.catalog import lite
 from provider.ganeti.env import ExtEnv, instance_of
+from provider.utils.host import HOST
 
 LOG = logging.getLogger(__name__)
 
-# The host name attachments are recorded under (the services' HOST).
-HOST = socket.gethostname()
 
 _VOLUME = (
     "SELECT r.id, r.backend, r.disk_format, r.mode"
