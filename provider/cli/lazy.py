@@ -40,6 +40,17 @@ COMMANDS: dict[str, Lazy] = {
         "Apply the tasks of VOLUME's image (partition and filesystem growth, hostname, passwords, SSH keys, "
         "host keys, machine-id, files) to VOLUME in place.",
     ),
+    "serve": Lazy(
+        "provider.cli.identity",
+        "Serve the Identity (Keystone v3) and Image (Glance v2) APIs over HTTP under gunicorn.",
+    ),
+    "project": Lazy(
+        "provider.cli.identity",
+        "Projects: the owners of images and volumes (the CLI's OS user is the project of its name).",
+    ),
+    "user": Lazy(
+        "provider.cli.identity", "API users: a password and roles (admin, member, reader) on projects."
+    ),
     "ganeti": Lazy(
         "provider.cli.ganeti",
         "Ganeti integration: ExtStorage provider, OS definition and hooks; a RAPI client.",

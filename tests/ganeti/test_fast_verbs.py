@@ -22,7 +22,17 @@ from tests.helpers import need_root
 
 VOL = "0b6e3f2a-1c1d-4f0e-8a55-6d0c1e2f3a4b.ext.disk0"
 # What a fast call must not load: the ORM, the HTTP client, the services, backends and customization.
-HEAVY = ("sqlalchemy", "requests", "urllib3", "tqdm", "jinja2", "provider.services", "provider.backends")
+HEAVY = (
+    "sqlalchemy",
+    "requests",
+    "urllib3",
+    "tqdm",
+    "jinja2",
+    "falcon",
+    "provider.services",
+    "provider.backends",
+    "provider.api",
+)
 HEAVY_FOR_HELP = (*HEAVY, "yaml", "psycopg", "customization", "provider.catalog", "provider.config")
 _IMPORT = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$")
 
@@ -60,7 +70,7 @@ def test_version_and_help_import_no_database_or_http_library(args: list[str]) ->
     if args == ["--version"]:
         assert proc.stdout == "atoll, version 0.1.0\n"
     else:
-        for name in ("object", "image", "volume", "resource", "fsck", "customize", "ganeti", "init"):
+        for name in ("object", "image", "volume", "resource", "fsck", "customize", "ganeti", "init", "serve"):
             assert re.search(rf"^  {name}\s+\S", proc.stdout, re.M), name
 
 
