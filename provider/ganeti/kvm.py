@@ -58,10 +58,15 @@ def drive_uri(uri: str) -> str:
 
 
 def opened(filename: str, targets: Iterable[str]) -> bool:
-    # QEMU shows a host path as given and a URI normalized (nbd:unix:P -> nbd+unix://?socket=P)
-    return any(
-        t == filename or (t.startswith(("nbd:", "rbd:")) and t.split(":")[-1] in filename) for t in targets
-    )
+    """Whether QEMU's ``filename`` is one of ``targets``: a host path through Ganeti's symlink
+    (instance-disks/NAME:N), a URI as QEMU normalizes it (nbd:unix:P -> nbd+unix://?socket=P)."""
+    for t in targets:
+        if t.startswith(("nbd:", "rbd:")):
+            if t.split(":")[-1] in filename:
+                return True
+        elif t == filename or os.path.realpath(filename) == t:
+            return True
+    return False
 
 
 def notify_grow(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ def test_userspace_uris_for_each_ganeti() -> None:
 def test_the_drive_that_opened_a_volume_is_found_by_its_device_or_uri() -> None:
     assert kvm.opened("/dev/loop3", ["/dev/loop3"])
     assert not kvm.opened("/dev/loop30", ["/dev/loop3"])
+    assert kvm.opened("/dev/stdin", [os.path.realpath("/dev/stdin")])  # through a symlink, as Ganeti's
     assert kvm.opened("nbd+unix://?socket=/srv/run/x/nbd.sock", ["nbd:unix:/srv/run/x/nbd.sock"])
     assert not kvm.notify_grow(None, ["/dev/loop3"], 1 << 30)
     assert not kvm.notify_grow("no-such-instance", ["/dev/loop3"], 1 << 30, ctrl_dir=Path("/nonexistent"))
