@@ -81,6 +81,14 @@ class ChecksumMismatch(InvalidInput):
     message = "the uploaded data has md5 %(got)s, not the ETag %(expected)r the client sent"
 
 
+class QuotaExceeded(AtollError):
+    """A request would take a project past one of its limits (HTTP 413)."""
+
+    message = (
+        "quota exceeded for %(resource)s of project %(project)s: %(used)s used + %(asked)s asked > %(limit)s"
+    )
+
+
 class TooLarge(InvalidInput):
     """A request body or image larger than the configured limit (HTTP 413)."""
 

@@ -51,6 +51,10 @@ COMMANDS: dict[str, Lazy] = {
     "user": Lazy(
         "provider.cli.identity", "API users: a password and roles (admin, member, reader) on projects."
     ),
+    "quota": Lazy(
+        "provider.cli.quotas",
+        "Per-project quotas: volumes, snapshots, gigabytes (volumes + snapshots), images, object_bytes.",
+    ),
     "ganeti": Lazy(
         "provider.cli.ganeti",
         "Ganeti integration: ExtStorage provider, OS definition and hooks; a RAPI client.",

@@ -73,6 +73,9 @@ class GlanceService(Service):
         """A queued image (no data yet) owned by the caller's project."""
         self._writer()
         rid = fields.pop("id", None) or new_id()
+        if self.store.image_adoption.adopt(rid, fields, properties, tags):  # an object keeps its id
+            return self.show(rid)
+        self.store.quotas.require(images=1)
         name = fields.get("name")
         if name is not None:
             check_name(name, "image name")
