@@ -1,29 +1,34 @@
-"""bench/ganeti: time from ``gnt-instance add`` to a ready, customized disk, on a real Ganeti 3.0.
+"""bench/ganeti: what Ganeti pays for Atoll — per ExtStorage call, and per ``gnt-instance add``.
 
-Atoll's way (an ext disk of provider atoll: thin clone of the image, then the OS definition customizes it in
-place) against the snf-image way (a plain ``file`` disk, the OS create script copies the whole image onto it,
-then customizes), for the same image, in the same run, interleaved. Needs root; brings the test cluster up
-with scripts/ganeti-test-cluster.sh and leaves it as it found it only with --down.
+``--part verbs`` (bench/ganeti_verbs.py, no cluster needed): the latency of the verbs Ganeti repeats,
+against a trivial shell provider and ``python3 -c pass``. ``--part add``: time from ``gnt-instance add`` to
+a ready, customized disk on a real Ganeti 3.0 — Atoll's way (an ext disk of provider atoll: thin clone of
+the image, then the OS definition customizes it in place) against Ganeti's floor (the same add on the
+trivial provider, no OS install) and the snf-image way (a plain ``file`` disk, the OS create script copies
+the whole image onto it, then customizes), same image, same run, interleaved. Needs root; brings the test
+cluster up with scripts/ganeti-test-cluster.sh and leaves it as it found it only with --down.
 
-Usage: .venv/bin/python bench/ganeti.py [--size 10G] [--runs 3] [--down]
+Usage: .venv/bin/python bench/ganeti.py [--part verbs|add|all] [--size 10G] [--runs 3] [--verb-runs 15]
+       [--down] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
+import platform
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import results
+from bench.ganeti_verbs import bench_verbs, install_trivial, xfs
 from provider.ganeti import install
 from provider.ganeti.osglue import raw_path
 from provider.utils.sizes import format_size, parse_size
@@ -34,6 +39,11 @@ from tests.ganeti.conftest import register_image
 from tests.images import build
 
 NAME = "atoll-bench"
+TRIVIAL_DIR = install.DEFAULT_EXTSTORAGE_DIR / "trivial"
+VERBS_HEADING = (
+    "## Ganeti: ExtStorage verb latency, Atoll vs a trivial provider (bench/ganeti.py --part verbs)"
+)
+ADD_HEADING = "## Ganeti: instance add to a customized disk, clone vs full copy (bench/ganeti.py)"
 
 
 @dataclass
@@ -43,21 +53,7 @@ class Variant:
     args: list[str]
     seconds: list[float] = field(default_factory=list)
     failure: str | None = None
-
-
-@contextlib.contextmanager
-def xfs(base: Path, size: int) -> Iterator[Path]:
-    """A loop-mounted XFS with reflink=1 (what the reflink backend needs)."""
-    image, mnt = base / "xfs.img", base / "xfs"
-    mnt.mkdir()
-    with open(image, "wb") as f:
-        f.truncate(size)
-    subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    customized: bool = True  # the disk must show the instance's host name afterwards
 
 
 def hostname_on_disk(variant: Variant) -> str:
@@ -88,65 +84,93 @@ def run_once(cluster: ganeti_cluster.Cluster, variant: Variant) -> float:
         NAME,
     )
     seconds = time.monotonic() - start
-    hostname = hostname_on_disk(variant).strip()
+    hostname = hostname_on_disk(variant).strip() if variant.customized else NAME
     if hostname != NAME:
         raise AssertionError(f"the disk's host name is {hostname!r}, not {NAME}")
     cluster.remove_instance(NAME)
     return seconds
 
 
-def table(variants: list[Variant], baseline: Variant, size: int, runs: int) -> str:
+def table(variants: list[Variant], floor: Variant, copy: Variant, size: int, runs: int) -> str:
     rows = [
         f"`gnt-instance add --no-start`, {format_size(size)} image to a customized disk; median of {runs} "
-        "interleaved runs (seconds); ratio = variant / baseline, lower is faster.",
+        "interleaved runs (seconds); ratios: variant / trivial provider (goal for Atoll: ≤ 1.5x) and "
+        "variant / full copy, lower is faster.",
         "",
-        "| variant | median s | min s | max s | ratio |",
-        "|---|---|---|---|---|",
+        "| variant | median s | min s | max s | / trivial provider | / full copy |",
+        "|---|---|---|---|---|---|",
     ]
-    base = statistics.median(baseline.seconds)
+    ok = [v for v in (floor, copy) if v.seconds and not v.failure]
+    base = {v.label: statistics.median(v.seconds) for v in ok}
     for v in variants:
         if v.failure or not v.seconds:
-            rows.append(f"| {v.label} | failed: {v.failure} | | | |")
+            rows.append(f"| {v.label} | failed: {v.failure} | | | | |")
             continue
         med = statistics.median(v.seconds)
+        ratios = [f"{med / base[b.label]:.2f}x" if b.label in base else "-" for b in (floor, copy)]
         rows.append(
-            f"| {v.label} | {med:.2f} | {min(v.seconds):.2f} | {max(v.seconds):.2f} | {med / base:.3f} |"
+            f"| {v.label} | {med:.2f} | {min(v.seconds):.2f} | {max(v.seconds):.2f} | {' | '.join(ratios)} |"
         )
     return "\n".join(rows)
 
 
+def machine() -> str:
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"Machine: {os.cpu_count()} cores, kernel {platform.release()}; load average at the end {load}."
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("verbs", "add", "all"), default="all")
     parser.add_argument("--size", default="10G", help="image and disk size (default 10G)")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="gnt-instance add runs per variant")
+    parser.add_argument("--verb-runs", type=int, default=15, help="calls per verb and provider")
     parser.add_argument("--down", action="store_true", help="tear the test cluster down afterwards")
+    parser.add_argument("--write", action="store_true", help="record the tables in bench/RESULTS.md")
     args = parser.parse_args()
-    size = parse_size(args.size)
-    with ganeti_cluster.exclusive():
-        return bench(size, args.runs, args.down)
+    if args.part in ("verbs", "all"):
+        text = "\n".join([VERBS_HEADING, "", bench_verbs(args.verb_runs), machine(), ""])
+        print(text)
+        if args.write:
+            results.write_section(VERBS_HEADING, text)
+    if args.part in ("add", "all"):
+        with ganeti_cluster.exclusive():
+            text = "\n".join([ADD_HEADING, "", bench_add(parse_size(args.size), args.runs, args.down), ""])
+        print(text)
+        if args.write:
+            results.write_section(ADD_HEADING, text)
+    return 0
 
 
-def bench(size: int, runs: int, down: bool) -> int:
+def bench_add(size: int, runs: int, down: bool) -> str:
     cluster = ganeti_cluster.up()
     image, _info = build.cached(build.ImageSpec(size=size))
     mib = size >> 20
     ext = ["-t", "ext", "--disk", f"0:size={mib}M,provider=atoll,origin=guest"]
+    install_trivial(TRIVIAL_DIR)
     try:
         with tempfile.TemporaryDirectory(prefix="atoll-bench-") as tmp, xfs(Path(tmp), 4 * size) as mnt:
             reflink = make_store_env("reflink", mnt / "store", "")
             qcow2 = make_store_env("qcow2", Path(tmp) / "qcow2-store", "")
             for env in (reflink, qcow2):
                 register_image(env, image, "guest")
-            baseline = Variant(
+            floor = Variant(
+                "ext/trivial shell provider, no OS install (Ganeti's floor)",
+                reflink,
+                ["-t", "ext", "--disk", f"0:size={mib}M,provider=trivial", "--no-install"],
+                customized=False,
+            )
+            copy = Variant(
                 "file disk + full image copy in OS create (snf-image way)",
                 reflink,
                 ["-t", "file", "--disk", f"0:size={mib}M", "-O", "img_id=guest"],
             )
             variants = [
-                Variant("ext/atoll, reflink clone", reflink, ext),
-                Variant("ext/atoll, qcow2 clone", qcow2, ext),
+                Variant("ext/atoll, reflink clone + customization", reflink, ext),
+                Variant("ext/atoll, qcow2 clone + customization", qcow2, ext),
+                floor,
+                copy,
             ]
-            variants.append(baseline)
             for n in range(runs):
                 for v in (v for v in variants if v.failure is None):
                     try:
@@ -154,13 +178,12 @@ def bench(size: int, runs: int, down: bool) -> int:
                     except AssertionError as e:  # reported in the table, the other variants go on
                         v.failure = str(e).strip().splitlines()[-1]
                     print(f"run {n + 1}: {v.label}: {v.failure or f'{v.seconds[-1]:.2f} s'}", file=sys.stderr)
-            print(table(variants, baseline, size, runs))
-            print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+            return table(variants, floor, copy, size, runs) + "\n\n" + machine()
     finally:
         cluster.remove_instance(NAME)
+        shutil.rmtree(TRIVIAL_DIR, ignore_errors=True)
         if down:
             ganeti_cluster.down()
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@
 #
 # Needs root, PID 1 other than systemd (daemon-util then uses start-stop-daemon) and a kernel with UTS
 # namespaces. The node is named $ATOLL_GNT_NODE (node1.atoll.test, 127.0.1.21) inside a persistent UTS
-# namespace, so the machine's own hostname is never changed. Hypervisor: fake; disk templates: ext, file,
-# diskless. The RAPI listens on https://127.0.0.1:5080 with a certificate whose SANs cover 127.0.0.1.
+# namespace, so the machine's own hostname is never changed. Hypervisors: fake (the default) and kvm
+# (QEMU under TCG: kvm_flag=disabled, no VNC, serial console; instances give kernel_path/initrd_path or boot
+# from their disk); disk templates: ext, file, diskless. The RAPI listens on https://127.0.0.1:5080 with a certificate whose SANs cover 127.0.0.1.
 # Settings for the tests are written to $STATE/env (KEY=VALUE lines).
 set -euo pipefail
 
@@ -24,6 +25,9 @@ UTS=$RUN/uts
 HERE=$(cd "$(dirname "$0")" && pwd)
 CLEAN=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/root)
 KEY_TAG=atoll-ganeti-test
+# Ganeti's kvm hypervisor without hardware virtualization: QEMU's own binary (Debian's `kvm` name turns
+# KVM on), TCG, the serial console on a unix socket, no VNC, no default kernel (the instance's disk boots).
+KVM_PARAMS="kvm_flag=disabled,kvm_path=/usr/bin/qemu-system-x86_64,serial_console=true,vnc_bind_address=,kernel_path=,initrd_path="
 
 say() { printf 'ganeti-test-cluster: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -129,7 +133,7 @@ start_cluster() {
     rm -rf /var/lib/ganeti/export/*
     say "gnt-cluster init $CLUSTER"
     in_ns "${CLEAN[@]}" ATOLL_GNT_CLUSTER_IP="$CLUSTER_IP" "$RUN/gnt-cluster-init" init \
-      --enabled-hypervisors=fake --enabled-disk-templates=ext,file,diskless \
+      --enabled-hypervisors=fake,kvm -H "kvm:$KVM_PARAMS" --enabled-disk-templates=ext,file,diskless \
       --master-netdev=lo --master-netmask=32 --use-external-mip-script=yes \
       --no-etc-hosts --no-ssh-init --nic-parameters=mode=routed,link=100 \
       --node-parameters=ssh_port="$SSH_PORT" --file-storage-dir=/srv/ganeti/file-storage \
@@ -143,6 +147,13 @@ start_cluster() {
   local i
   for i in $(seq 1 60); do master_answers && return; sleep 1; done
   die "the Ganeti master daemons did not come up"
+}
+
+kvm_hypervisor() {  # a cluster made before kvm was enabled here gets it (idempotent)
+  if ! in_ns gnt-cluster info | grep -q '^Enabled hypervisors:.*kvm'; then
+    say "enabling the kvm hypervisor (TCG)"
+    in_ns "${CLEAN[@]}" gnt-cluster modify --enabled-hypervisors=fake,kvm -H "kvm:$KVM_PARAMS" >&2
+  fi
 }
 
 rapi_access() {
@@ -189,6 +200,7 @@ up() {
   ssh_for_verify
   init_wrapper
   start_cluster
+  kvm_hypervisor
   rapi_access
   cat > "$STATE/env" <<EOF
 ATOLL_GNT_NODE=$NODE

@@ -125,6 +125,19 @@ class ReflinkBackend(FileBackend):
             raise translate_oserror(e, dst) from e
         return CloneResult(depends_on_source=False)
 
+    def reclone(self, locator: str, source: str, size: int) -> None:
+        """Make ``locator`` a fresh clone of ``source`` at ``size``, in place: the same file (a loop
+        device on it keeps working), emptied first so nothing of the old data stays behind."""
+        path = self.path(locator)
+        try:
+            with open(self.path(source), "rb") as src, open(path, "r+b") as dst:
+                dst.truncate(0)
+                fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+                dst.truncate(max(size, os.fstat(dst.fileno()).st_size))
+                os.fsync(dst.fileno())
+        except OSError as e:
+            raise translate_oserror(e, path) from e
+
     def snapshot(self, volume: str, new_locator: str) -> SnapshotResult:
         dst = self.path(new_locator)
         try:

@@ -1,4 +1,4 @@
-"""The ``atoll`` command line: one click group, subcommands per service.
+"""The ``atoll`` command line: one click group, subcommands per service (each imported when it runs).
 
 Errors print one line on stderr and exit 1 (2 for usage errors).
 """
@@ -8,17 +8,20 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from provider import __version__
-from provider.cli import customize, ganeti, hosts, identity, images, objects, quotas, resources, volumes
-from provider.cli.common import Context
+from provider.cli.lazy import LazyGroup
 from provider.errors import AtollError
+
+if TYPE_CHECKING:
+    from provider.cli.common import Context
 
 
 @click.group(
+    cls=LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
     epilog="""\b
 Examples:
@@ -49,6 +52,8 @@ def cli(ctx: click.Context, config_path: str | None, output: str, verbose: int) 
     properties say EXCLUDE_ALL_TASKS is a Snapshot. A Volume is a read-write thin clone of any of them.
     REF arguments take an id, CONTAINER/NAME, or an image, snapshot or volume name.
     """
+    from provider.cli.common import Context  # the services come with it: not for --help or --version
+
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="atoll: %(levelname)s: %(message)s", stream=sys.stderr)
     ctx.obj = Context(config_path=config_path, output=output)
@@ -72,10 +77,6 @@ def init(obj: Context) -> None:
         click.echo(json.dumps(data))
     else:
         click.echo(f"store {data['store']} ready: backend {backend}, catalog schema {data['schema']}")
-
-
-for module in (objects, images, volumes, resources, customize, ganeti, identity, quotas, hosts):
-    module.install(cli)
 
 
 def _terminate(signum: int, _frame: Any) -> NoReturn:

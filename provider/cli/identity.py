@@ -23,7 +23,8 @@ Examples:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @pass_ctx
 def serve_cmd(obj: Context, bind: str | None, workers: int | None, log_level: str) -> None:
-    """Serve the Identity (Keystone v3) and Image (Glance v2) APIs over HTTP under gunicorn."""
+    """Serve the Identity (Keystone v3), Image (Glance v2), Object (Swift) and Volume (Cinder v3) APIs
+    under gunicorn."""
     import dataclasses
 
     from provider.api.server import serve

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from atoll_common import process
 from provider.backends.base import Backend, SnapshotResult
-from provider.datapath import loop
+from provider.datapath import health, loop
 from provider.errors import CapabilityNotSupported, DataPathError
 from provider.model import Access, Attachment, Mode, Resource
 from provider.utils.host import HOST
@@ -128,9 +128,7 @@ class FileAttacher(Attacher):
         return None
 
     def healthy(self, att: Attachment) -> bool:
-        if att.device is None:
-            return att.path is not None and os.path.exists(att.path)
-        return loop.backing_file(att.device) == att.path
+        return health.file_ok(att.device, att.path)
 
     def detach(self, res: Resource, att: Attachment | None) -> None:
         if att is not None:

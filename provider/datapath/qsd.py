@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from atoll_common.rollback import rollback
 from provider.backends.base import SnapshotLayout, SnapshotResult
-from provider.datapath import daemon, loop
+from provider.datapath import daemon, health, loop
 from provider.datapath.base import Attacher, Request
 from provider.datapath.daemon import EXPORT_ID, DaemonDir
 from provider.datapath.qmp import Qmp, QmpError
@@ -135,16 +135,7 @@ class QsdAttacher(Attacher):
         return daemon.pid_of(DaemonDir(Path(att.daemon_dir), Path(att.socket_dir or att.daemon_dir)))
 
     def healthy(self, att: Attachment) -> bool:
-        d = self._dir(att.resource_id)
-        if daemon.pid_of(d) is None:
-            return False
-        if att.device is not None and loop.backing_file(att.device) != str(d.fuse):
-            return False
-        try:
-            with Qmp(d.qmp, timeout=10) as q:
-                return any(e["id"] == EXPORT_ID for e in q.execute("query-block-exports"))
-        except DataPathError:
-            return False
+        return health.qsd_ok(self.run_dir, att.resource_id, att.device)
 
     def detach(self, res: Resource, att: Attachment | None) -> None:
         d = self._dir(res.id)

@@ -2,7 +2,9 @@
 
 Run by the one-line shims in the provider directory: ``python -m provider.ganeti.extstorage <verb>``.
 Sizes arrive in MiB; ``attach`` prints the device on line 1 and ``kvm:<uri>`` after it, and is
-idempotent; ``<VOL_NAME>.snap`` names the snapshot ``gnt-backup export`` takes.
+idempotent; ``<VOL_NAME>.snap`` names the snapshot ``gnt-backup export`` takes. ``attach`` of an
+attached volume, ``verify``, ``setinfo``, ``open`` and ``close`` try provider.ganeti.fast first (no
+SQLAlchemy, no services) and fall back to the store when it cannot answer.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from provider.errors import AlreadyExists, InvalidInput, NotFound, UsageError
 from provider.ganeti import env as ext_env
+from provider.ganeti import fast, kvm
 from provider.ganeti.script import open_store, run
 from provider.utils.faults import failpoint
 from provider.utils.sizes import format_size
@@ -107,13 +110,19 @@ def _adopt(store: Store, env: ext_env.ExtEnv) -> None:
 
 def attach(environ: Mapping[str, str]) -> None:
     env = ext_env.parse(environ)
-    store = open_store()
-    res = find(store, env.vol_name)
-    attachment = store.volumes.attach(res.id, userspace=env.userspace)
+    current = fast.attached(env)
+    if current is None:
+        store = open_store()
+        res = find(store, env.vol_name)
+        if env.userspace:  # refused before anything is set up
+            kvm.check_userspace(res.backend, kvm.ganeti_version())
+        attachment = store.volumes.attach(res.id, userspace=env.userspace)
+        current = attachment.device, attachment.uri
     failpoint("ganeti.attach.before-print")  # tests: an attach that dies after the data path is up
-    lines = [attachment.device or ""]
-    if attachment.uri:
-        lines.append(f"kvm:{attachment.uri}")
+    device, uri = current
+    lines = [device or ""]
+    if uri:
+        lines.append("kvm:" + kvm.drive_uri(uri))
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
 
@@ -150,10 +159,15 @@ def grow(environ: Mapping[str, str]) -> None:
     store = open_store()
     vol = store.volumes.grow(find(store, env.vol_name).id, env.new_size)
     LOG.info("volume %s is now %s", env.vol_name, format_size(vol.size))
+    att = store.datapath.attachment(vol.id)
+    if att is not None and vol.volume is not None:  # a running KVM guest learns it at once
+        kvm.notify_grow(vol.volume.ganeti.get("instance"), (att.device, att.uri), vol.size)
 
 
 def setinfo(environ: Mapping[str, str]) -> None:
     env = ext_env.parse(environ)
+    if fast.setinfo(env):
+        return
     store = open_store()
     values = {"VOL_METADATA": env.metadata or "", "instance": ext_env.instance_of(env.metadata)}
     store.volumes.set_ganeti(find(store, env.vol_name).id, values)
@@ -182,6 +196,8 @@ def snapshot(environ: Mapping[str, str]) -> None:
 def verify(environ: Mapping[str, str]) -> None:
     env = ext_env.parse(environ)
     env.check_params()
+    if fast.verify(env):
+        return
     store = open_store()
     if env.origin is not None:
         store.volumes.get(env.origin, "origin")
@@ -192,21 +208,23 @@ def open_(environ: Mapping[str, str]) -> None:
     """Ready for I/O; on a shared store (rbd) this takes the volume's write lock, shared during a live
     migration (VOL_OPEN_EXCLUSIVE=False)."""
     env = ext_env.parse(environ)
-    store = open_store()
-    res = find_or_none(store, env.vol_name)
     exclusive = env.open_exclusive is not False
-    if res is not None:
-        store.datapath.open(res.id, exclusive=exclusive)
+    if not fast.single_host(env):
+        store = open_store()
+        res = find_or_none(store, env.vol_name)
+        if res is not None:
+            store.datapath.open(res.id, exclusive=exclusive)
     LOG.info("open %s (%s)", env.vol_name, "exclusive" if exclusive else "shared for a migration")
 
 
 def close(environ: Mapping[str, str]) -> None:
     """This node stops I/O; on a shared store (rbd) its write lock goes, the device stays."""
     env = ext_env.parse(environ)
-    store = open_store()
-    res = find_or_none(store, env.vol_name)
-    if res is not None:
-        store.datapath.close(res.id)
+    if not fast.single_host(env):
+        store = open_store()
+        res = find_or_none(store, env.vol_name)
+        if res is not None:
+            store.datapath.close(res.id)
     LOG.info("close %s", env.vol_name)
 
 

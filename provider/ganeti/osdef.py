@@ -68,6 +68,8 @@ def create(environ: Mapping[str, str]) -> None:
     store = open_store()
     vol = osglue.disk_volume(store, environ.get("DISK_0_UUID"))
     copy = _install_source(store, vol, request, reinstall)
+    if copy is not None and vol is not None and copy.id == vol.parent and osglue.reclone(store, vol, copy):
+        copy = None  # reinstall from the origin: a fresh clone again, nothing to copy
     with osglue.raw_path(store, vol, environ.get("DISK_0_PATH")) as disk:
         if copy is not None:
             osglue.copy_image(store, copy, disk)

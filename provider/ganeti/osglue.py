@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from provider.backends.reflink import ReflinkBackend
 from provider.errors import InvalidInput, NotFound
 from provider.services import Resource, Store
 from provider.services.local_disk import local_disk
@@ -56,6 +57,22 @@ def source(store: Store, ref: str) -> Resource:
 def is_origin(store: Store, vol: Resource, ref: str) -> bool:
     """Does ``ref`` name the resource ``vol`` was cloned from?"""
     return vol.parent is not None and source(store, ref).id == vol.parent
+
+
+def reclone(store: Store, vol: Resource, origin: Resource) -> bool:
+    """Reinstall without copying: ``vol`` becomes a fresh thin clone of ``origin`` again, in place, where
+    the backend can (reflink: the same file, so the attached device stays); False: copy instead.
+    NOTE: qcow2 and rbd volumes are still copied onto: their data path keeps the old layers open."""
+    backend = store.backend(vol.backend)
+    if (
+        not isinstance(backend, ReflinkBackend)
+        or origin.backend != vol.backend
+        or origin.disk_format != "raw"
+    ):
+        return False
+    backend.reclone(vol.locator, origin.locator, vol.size)
+    LOG.info("volume %s is a fresh clone of %s again (%s)", vol.name, origin.name, format_size(vol.size))
+    return True
 
 
 def device_size(path: str | os.PathLike[str]) -> int:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from provider.datapath.nbdfile import nbd_file
 from provider.errors import DataPathError, InUse, PermissionDenied
 
 if TYPE_CHECKING:
@@ -24,7 +25,9 @@ def local_disk(store: Store, ref: str, writable: bool = True) -> Iterator[str]:
     Only what this call attached is detached.
 
     :raises PermissionDenied: ``writable`` on a read-only resource.
-    :raises InUse: it is attached in a way that gives no raw view (userspace NBD), or read-only.
+    An NBD export (qcow2, userspace) is reached through ``nbdfuse`` for the duration of the block.
+
+    :raises InUse: it is attached in a way that gives no raw view, or read-only.
     """
     datapath = store.datapath
     res = store.volumes.get(ref)
@@ -44,6 +47,10 @@ def local_disk(store: Store, ref: str, writable: bool = True) -> Iterator[str]:
             return
         if att.device is not None:
             yield att.device
+            return
+        if att.kind == "nbd" and att.uri is not None:  # e.g. Ganeti's OS create on an access=userspace disk
+            with nbd_file(att.uri, store.run) as path:
+                yield str(path)
             return
         if att.kind != "file" or att.uri is None:
             raise InUse(what=res.kind, ref=res.name, reason=f"it is attached in userspace at {att.uri}")

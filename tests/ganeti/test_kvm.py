@@ -1,0 +1,182 @@
+"""Guests boot from Atoll disks under Ganeti's kvm hypervisor (QEMU under TCG on the test cluster).
+
+The bootable Debian test image is registered as an Atoll image; ``gnt-instance add -t ext
+--disk 0:…,provider=atoll,origin=bootable -o atoll+default`` clones and customizes it, Ganeti starts
+QEMU on the disk (the block device line of ``attach`` with access=kernelspace, the ``kvm:`` URI with
+access=userspace), and the serial console shows the customized host name and lets root in with the
+password given as an OS parameter. The image has no boot loader: the instance boots the image's own
+kernel and initrd (hypervisor parameters kernel_path/initrd_path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from provider.catalog import schema as t
+from provider.ganeti import install
+from provider.services import Resource
+from tests.conftest import StoreEnv, make_store_env
+from tests.customization.qemu import extract_kernel
+from tests.ganeti.cluster import Cluster
+from tests.ganeti.serial import Console
+from tests.helpers import need_tools
+from tests.images import build
+
+PREFIX = "atoll-kvm-"
+PASSWORD = "kvm-Test-passw0rd"
+SIZE_MIB = 2048
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class KvmEnv:
+    store_env: StoreEnv
+    cluster: Cluster
+    hvparams: str
+
+    def volume(self) -> Resource:
+        (vol,) = [
+            v for v in self.store_env.open().volumes.list() if v.volume and v.volume.ganeti.get("VOL_NAME")
+        ]
+        return vol
+
+    def add(self, name: str, access: str) -> None:
+        self.cluster.remove_instance(name)
+        self.cluster.gnt(
+            "gnt-instance",
+            "add",
+            "--no-name-check",
+            "--no-ip-check",
+            "--no-nics",
+            "-n",
+            self.cluster.node,
+            "-t",
+            "ext",
+            "--disk",
+            f"0:size={SIZE_MIB}M,provider=atoll,origin=bootable,access={access}",
+            "-o",
+            "atoll+default",
+            "-H",
+            self.hvparams,
+            "-B",
+            "memory=512M",
+            "--os-parameters-secret",
+            f"img_passwd={PASSWORD}",
+            name,
+            timeout=1200,
+        )
+
+
+@pytest.fixture(scope="module")
+def boot_image() -> build.ImageInfo:
+    need_tools("debootstrap", "qemu-system-x86_64", "socat")
+    _path, info = build.cached(build.ImageSpec(kind="boot", size=1536 << 20))
+    return info
+
+
+@pytest.fixture(scope="module", params=["reflink", "qcow2"])
+def kvm_env(
+    request: pytest.FixtureRequest,
+    cluster: Cluster,
+    tmp_path_factory: pytest.TempPathFactory,
+    boot_image: build.ImageInfo,
+) -> Iterator[KvmEnv]:
+    backend = request.param
+    base = tmp_path_factory.mktemp(f"kvm-{backend}")
+    path = request.getfixturevalue("xfs_mount") / base.name if backend == "reflink" else base / "store"
+    env = make_store_env(backend, path, "")
+    changes = install.install(sys.executable, str(env.config_path))
+    store = env.open()
+    with open(boot_image.path, "rb") as f:
+        store.objects.upload("images/bootable.raw", f)
+    props = {"OSFAMILY": "linux", "ROOT_PARTITION": str(boot_image.root_partition), "USERS": "root"}
+    store.images.register("images/bootable.raw", "bootable", properties=props)
+    kernel, initrd = extract_kernel(Path(boot_image.path), boot_image.offset, base)
+    hvparams = (
+        f"kvm:kernel_path={kernel},initrd_path={initrd},root_path=/dev/vda{boot_image.root_partition},"
+        "kernel_args=rw quiet systemd.show_status=false"  # little to print on a 38400 baud console
+    )
+    try:
+        yield KvmEnv(env, cluster, hvparams)
+    finally:
+        for name in cluster.instances():
+            if name.startswith(PREFIX):
+                cluster.remove_instance(name)
+        for change in changes:
+            if change.path.is_file():
+                change.path.unlink()
+                with contextlib.suppress(OSError):
+                    change.path.parent.rmdir()
+        for directory in (install.DEFAULT_EXTSTORAGE_DIR / "atoll", install.DEFAULT_OS_DIR / "atoll"):
+            shutil.rmtree(directory, ignore_errors=True)
+        subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+def qemu_cmdline(name: str) -> str:
+    """The command line of the instance's QEMU process (Ganeti keeps its pid)."""
+    pid = Path(f"/var/run/ganeti/kvm-hypervisor/pid/{name}").read_text().strip()
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+@pytest.mark.parametrize("access", ["kernelspace", "userspace"])
+def test_instance_boots_from_a_customized_clone(kvm_env: KvmEnv, access: str) -> None:
+    name = f"{PREFIX}{access[:4]}"
+    kvm_env.add(name, access)
+    vol = kvm_env.volume()
+    store = kvm_env.store_env.open()
+    assert vol.parent == store.images.show("bootable").id and vol.size == SIZE_MIB << 20
+    # recorded under the node's name (Ganeti runs in the cluster's UTS namespace, not under this host's)
+    with store.catalog.read() as conn:
+        (att,) = conn.execute(select(t.attachments).where(t.attachments.c.resource_id == vol.id)).all()
+    assert att.host == kvm_env.cluster.node and att.access == access
+    cmdline = qemu_cmdline(name)
+    if access == "kernelspace":  # Ganeti's link to the block device line
+        link = f"/var/run/ganeti/instance-disks/{name}:0"
+        assert f"file={link}," in cmdline and os.path.realpath(link) == att.device
+    else:
+        assert att.uri and f"file={att.uri}," in cmdline  # Ganeti used the kvm: line
+    with Console(name) as console:
+        console.login(name, PASSWORD)  # the prompt carries the customized host name
+        assert console.run("hostname").strip() == name
+        root_kib = int(console.run("df -k --output=size / | tail -n 1").strip())
+        assert root_kib > (SIZE_MIB - 200) << 10  # the root filesystem was grown to the disk
+    kvm_env.cluster.remove_instance(name)
+    assert [v for v in store.volumes.list() if v.id == vol.id] == []
+
+
+def test_grow_disk_reaches_the_running_guest_and_the_root_grows_at_next_boot(kvm_env: KvmEnv) -> None:
+    name, cluster = f"{PREFIX}grow", kvm_env.cluster
+    kvm_env.add(name, "kernelspace")
+    with Console(name) as console:
+        console.login(name, PASSWORD)
+        before = int(console.run("cat /sys/block/vda/size").strip())
+        assert before == (SIZE_MIB << 20) // 512
+        cluster.gnt("gnt-instance", "grow-disk", name, "0", "512M")  # running: QEMU is told
+        grown = str(((SIZE_MIB + 512) << 20) // 512)
+        for _ in range(30):  # the guest kernel picks up virtio-blk's config change
+            if console.run("cat /sys/block/vda/size").strip() == grown:
+                break
+            time.sleep(2)
+        assert console.run("cat /sys/block/vda/size").strip() == grown
+    assert kvm_env.volume().size == (SIZE_MIB + 512) << 20
+    # stopped: the disk grows and the hook grows the root partition and filesystem before the next boot
+    cluster.gnt("gnt-instance", "stop", name)
+    cluster.gnt("gnt-instance", "grow-disk", name, "0", "512M")
+    cluster.gnt("gnt-instance", "start", name)
+    with Console(name) as console:
+        console.login(name, PASSWORD)
+        root_kib = int(console.run("df -k --output=size / | tail -n 1").strip())
+        assert root_kib > (SIZE_MIB + 1024 - 200) << 10
+        assert console.run("cat /sys/block/vda/size").strip() == str(((SIZE_MIB + 1024) << 20) // 512)
+    cluster.remove_instance(name)

@@ -1,0 +1,96 @@
+"""``gnt-instance reinstall`` as the OS definition sees it: the disk is attached, INSTANCE_REINSTALL=1.
+
+On reflink the volume becomes a fresh clone of its origin again, in place (no data copied, the attached
+device keeps working, nothing of the old data stays); qcow2 volumes still get the origin copied onto
+them (their data path holds the old layers open), which rewrites the image's range only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from provider.services.local_disk import local_disk
+from tests.ganeti import guest
+from tests.ganeti.conftest import Installed, register_image
+from tests.helpers import need_root
+
+VOL = "3c9d2e1f-4a5b-4c6d-8e7f-9a0b1c2d3e4f.ext.disk0"
+MIB = 1 << 20
+OS_ENV = {"OS_API_VERSION": "20", "OS_NAME": "atoll", "OS_VARIANT": "default", "DEBUG_LEVEL": "0"}
+
+
+def test_reinstall_reclones_reflink_volumes_in_place(installed_each: Installed, guest_image: Path) -> None:
+    need_root()
+    installed = installed_each
+    register_image(installed.env, guest_image, "guest")
+    size_mib = (guest_image.stat().st_size >> 20) + 256
+    create = installed.ext(
+        "create", VOL_NAME=VOL, VOL_SIZE=str(size_mib), VOL_UUID="disk-1", EXTP_ORIGIN="guest"
+    )
+    assert create.returncode == 0, create.stderr
+    device = installed.ext("attach", VOL_NAME=VOL).stdout.splitlines()[0]
+    env = {
+        **OS_ENV,
+        "INSTANCE_NAME": "vm1",
+        "DISK_COUNT": "1",
+        "DISK_0_PATH": device,
+        "DISK_0_UUID": "disk-1",
+    }
+    first = installed.run(installed.os, "create", **env)
+    assert first.returncode == 0, first.stderr
+    with open(device, "r+b") as dev:  # the instance writes all over its disk
+        for off in range(0, size_mib * MIB, 16 * MIB):
+            dev.seek(off)
+            dev.write(b"old instance data" * 241)
+    store = installed.env.open()
+    vol = store.volumes.show(VOL)
+    backend = store.backend(vol.backend)
+    dirty = backend.allocated_bytes(vol.locator)
+
+    again = installed.run(
+        installed.os, "create", **{**env, "INSTANCE_NAME": "vm2", "INSTANCE_REINSTALL": "1"}
+    )
+    assert again.returncode == 0, again.stderr
+    with open(device, "rb") as dev:  # read through the attached device
+        old = dev.read()
+    # the copy path rewrites the image's range only: past it the old blocks stay (as free space)
+    checked = len(old) if vol.backend == "reflink" else guest_image.stat().st_size
+    assert b"old instance data" not in old[:checked]
+    disk = backend.path(vol.locator)
+    if vol.backend == "reflink":
+        assert "is a fresh clone of guest again" in again.stderr and "copying" not in again.stderr
+        assert backend.allocated_bytes(vol.locator) < min(dirty, 32 * MIB)  # shares the origin's data
+        assert guest.read_file(disk, "/etc/hostname").strip() == "vm2"
+        guest.assert_fs_fills_partition(disk)
+    else:
+        assert "copying guest" in again.stderr
+        assert guest.read_file(device, "/etc/hostname").strip() == "vm2"
+    assert store.volumes.show(VOL).size == size_mib * MIB and store.volumes.show(VOL).parent == vol.parent
+    assert installed.ext("remove", VOL_NAME=VOL).returncode == 0
+
+
+def test_os_create_on_a_qcow2_disk_attached_in_userspace(installed: Installed, guest_image: Path) -> None:
+    """access=userspace: Ganeti hands the OS no block device, only the NBD URI; the OS reaches the export
+    through nbdfuse while Ganeti keeps it attached."""
+    need_root()
+    register_image(installed.env, guest_image, "guest")
+    size_mib = (guest_image.stat().st_size >> 20) + 64
+    create = installed.ext(
+        "create", VOL_NAME=VOL, VOL_SIZE=str(size_mib), VOL_UUID="disk-2", EXTP_ORIGIN="guest"
+    )
+    assert create.returncode == 0, create.stderr
+    attach = installed.ext("attach", VOL_NAME=VOL, EXTP_ACCESS="userspace")
+    assert attach.returncode == 0, attach.stderr
+    device, uri = attach.stdout.splitlines()
+    assert device == "" and uri.startswith("kvm:nbd:unix:")
+    env = {**OS_ENV, "INSTANCE_NAME": "vm3", "DISK_COUNT": "1", "DISK_0_URI": uri, "DISK_0_UUID": "disk-2"}
+    proc = installed.run(installed.os, "create", **env)
+    assert proc.returncode == 0, proc.stderr
+    assert "AssignHostname: ran" in proc.stderr
+    again = installed.ext("attach", VOL_NAME=VOL, EXTP_ACCESS="userspace")
+    assert again.stdout == attach.stdout  # the export Ganeti uses is still there
+    assert installed.ext("detach", VOL_NAME=VOL).returncode == 0
+    store = installed.env.open()
+    with local_disk(store, VOL, writable=False) as disk:
+        assert guest.read_file(disk, "/etc/hostname").strip() == "vm3"
+    assert installed.ext("remove", VOL_NAME=VOL).returncode == 0

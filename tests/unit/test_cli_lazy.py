@@ -1,0 +1,64 @@
+"""The lazy ``atoll`` group: ``--help`` shows each command's own summary, every command still loads."""
+
+from __future__ import annotations
+
+import importlib
+import sqlite3
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from provider.catalog import lite
+from provider.cli import cli
+from provider.cli.lazy import COMMANDS
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_the_summary_in_the_table_is_the_command_s_own(name: str) -> None:
+    group = click.Group()
+    importlib.import_module(COMMANDS[name].module).install(group)
+    command = group.commands[name]
+    assert command.get_short_help_str(limit=1000) == COMMANDS[name].summary
+
+
+def test_every_command_loads_on_use_and_help_lists_them_all() -> None:
+    listed = cli.list_commands(click.Context(cli))
+    assert listed == sorted({*COMMANDS, "init"})
+    for name in listed:
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines()[0].startswith(f"Usage: cli {name} ")
+    assert cli.get_command(click.Context(cli), "nope") is None
+    result = CliRunner().invoke(cli, ["nope"])
+    assert result.exit_code == 2 and "No such command 'nope'" in result.output
+
+
+def test_lite_catalog_creates_nothing_and_skips_old_schemas(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.sqlite"
+    with lite.transaction(f"sqlite:///{path}") as db:
+        assert db is None
+    assert not path.exists()
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE atoll_meta (key TEXT PRIMARY KEY, value TEXT)")
+    conn.execute("INSERT INTO atoll_meta VALUES ('schema_version', '1')")
+    conn.commit()
+    with lite.transaction(f"sqlite:///{path}") as db:
+        assert db is None  # schema 1 has no attachments table: the full path migrates it
+    conn.execute("UPDATE atoll_meta SET value = '2'")
+    conn.commit()
+    conn.close()
+    with lite.transaction(f"sqlite:///{path}", write=True) as db:
+        assert db is not None and db.schema_version() == 2
+        db.execute("INSERT INTO atoll_meta VALUES (?, ?)", ("k", "v"))
+    with pytest.raises(lite.Unavailable), lite.transaction(f"sqlite:///{path}", write=True) as db:
+        assert db is not None
+        db.execute("INSERT INTO atoll_meta VALUES (?, ?)", ("k2", "v2"))
+        db.execute("SELECT * FROM no_such_table")  # rolls the insert above back
+    with lite.transaction(f"sqlite:///{path}") as db:
+        assert db is not None
+        assert db.all("SELECT key FROM atoll_meta ORDER BY key") == [("k",), ("schema_version",)]
+    for url in ("sqlite://", "sqlite:///x.db?timeout=3", "mysql://h/db"):
+        with lite.transaction(url) as db:
+            assert db is None
