@@ -22,6 +22,10 @@ Example::
       admins: [root]          # users who may set protected properties and see every image
     images:
       protected_properties: ["ATOLL_*"]
+    libvirt:
+      cache: none             # <driver cache=…> of the disks Atoll gives libvirt; io, discard likewise
+      uri: qemu:///system     # the libvirtd `atoll volume attach --domain` talks to
+      detach_timeout: 30      # seconds a guest gets to release a disk being unplugged (--timeout)
 """
 
 from __future__ import annotations
@@ -85,6 +89,8 @@ class LibvirtConfig:
     cache: str = "none"
     io: str = "native"
     discard: str = "unmap"
+    uri: str = "qemu:///system"  # the libvirtd that `atoll volume attach --domain` talks to
+    detach_timeout: float = 30.0  # seconds a guest gets to release a disk being unplugged
 
 
 @dataclass(frozen=True)
@@ -150,9 +156,16 @@ def parse(raw: dict[str, Any] | None, source: Path | None = None) -> Config:
         images=_section(
             raw, "images", ImagesConfig, {"protected_properties": lambda v: tuple(str(x) for x in v)}
         ),
-        libvirt=_section(raw, "libvirt", LibvirtConfig, {}),
+        libvirt=_libvirt(raw),
         source=source,
     )
+
+
+def _libvirt(raw: dict[str, Any]) -> LibvirtConfig:
+    cfg: LibvirtConfig = _section(raw, "libvirt", LibvirtConfig, {"uri": str, "detach_timeout": float})
+    if cfg.detach_timeout <= 0:
+        raise BadConfiguration(reason="libvirt.detach_timeout must be a positive number of seconds")
+    return cfg
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:

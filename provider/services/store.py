@@ -13,6 +13,7 @@ from provider.config import Config
 from provider.errors import BadConfiguration
 from provider.services.base import Caller
 from provider.services.customize import CustomizeService
+from provider.services.domains import DomainService
 from provider.services.fsck import FsckService
 from provider.services.images import ImageService
 from provider.services.objects import ObjectService
@@ -99,3 +100,8 @@ class Store:
     @cached_property
     def customize(self) -> CustomizeService:
         return CustomizeService(self)
+
+    @cached_property
+    def domains(self) -> DomainService:
+        """libvirt domains: plug volumes into guests (libvirt-python, imported on first use)."""
+        return DomainService(self)
