@@ -155,8 +155,8 @@ class Libvirt:
         try:
             dom.detachDeviceFlags(xml, flags)
         except self.lv.libvirtError as e:
-            if e.get_error_code() == self.lv.VIR_ERR_OPERATION_FAILED and "already" in str(e):
-                return  # a request sent by an earlier detach is still pending in the guest
+            if "already in the process of unplug" in str(e):
+                return  # QEMU still waits for the guest to answer the request of an earlier detach
             raise self._error(e, f"unplug the disk from domain {dom.name()}") from e
 
     def resize(self, dom: Any, target: str, size: int) -> None:

@@ -231,6 +231,8 @@ class DataPath(Service):
         if row is not None:
             att = _from_row(row)
             where = (att.device or att.uri or "") + ("" if att.host == HOST else f" on {att.host}")
+            if att.domain is not None:
+                where += f", plugged into libvirt domain {att.domain} as {att.target}"
             raise InUse(what=res.kind, ref=res.name, reason=f"attached at {where}: detach it to {operation}")
 
     def _live(self, res: Resource) -> tuple[Attacher, Attachment] | None:

@@ -26,7 +26,7 @@ from provider.datapath.domains import Libvirt, cephx_key, disks
 from provider.datapath.model import Attachment
 from provider.errors import CapabilityNotSupported, Conflict, InUse, NotFound
 from provider.services import Store
-from tests.conftest import StoreEnv
+from tests.conftest import StoreEnv, make_store_env, rbd_store_keys
 from tests.datapath.conftest import IMAGE_SIZE, Disks
 from tests.helpers import need
 
@@ -111,6 +111,8 @@ def test_hotplug_is_recorded_and_unsafe_detaches_are_refused(
         store.domains.detach("hp", dom.name(), timeout=1)
     assert dom.isActive() and "vdb" in live_disks(dom) and dom.blockInfo("vdb")[0] == IMAGE_SIZE
     assert store.volumes.datapath.attachment(vid) == att
+    with pytest.raises(InUse, match=r"did not release it within 1 s"):  # again, the request still pending
+        store.domains.detach("hp", dom.name(), timeout=1)
 
     dom.destroy()  # QEMU is gone: the detach releases the data path (the leak check follows)
     store.domains.detach("hp", dom.name())
@@ -259,3 +261,38 @@ def test_cli_plugs_and_refuses_with_one_line(
     assert env.cli("volume", "detach", "c1", "--timeout", "3", check=False).returncode == 2
     bare_domain.destroy()
     assert env.cli("volume", "detach", "c1", "--domain", name).stdout.decode() == "detached c1\n"
+
+
+def test_rbd_volume_hotplugs(
+    tmp_path: Path, libvirt_uri: str, bare_domain: Any, request: pytest.FixtureRequest
+) -> None:
+    """An rbd volume goes in as libvirt's own rbd disk (QEMU's librbd; the micro Ceph of the tests runs
+    without cephx, so the disk carries no <auth>)."""
+    ceph_conf = request.getfixturevalue("ceph_conf")
+    base = make_store_env("rbd", tmp_path / "store", "", store=rbd_store_keys(ceph_conf))
+    store = libvirt_env(base, libvirt_uri).open()
+    store.volumes.create("r1", size=IMAGE_SIZE)
+    att = store.domains.attach("r1", bare_domain.name())
+    assert att.kind == "rbd" and bare_domain.blockInfo(att.target)[0] == IMAGE_SIZE
+    plugged = disks(bare_domain.XMLDesc(0))[att.target or ""].xml.replace('"', "'")
+    assert "protocol='rbd'" in plugged and "<auth" not in plugged
+    with pytest.raises(InUse, match="plugged into libvirt domain"):
+        store.volumes.delete("r1")
+    bare_domain.destroy()
+    store.domains.detach("r1", bare_domain.name())
+    store.volumes.delete("r1")
+
+
+def test_customize_refuses_a_volume_attached_anywhere(denv: StoreEnv, disks: Disks) -> None:
+    """Customizing rewrites the guest's filesystem: never under a user of the volume (here a plain
+    attach; a domain's disk above), through the service and the CLI."""
+    disks.volume("busy")
+    att = disks.store.volumes.attach("busy")
+    with pytest.raises(InUse, match=r"attached at .*: detach it to customize it"):
+        disks.store.customize.run("busy", InstanceParams(hostname="x"))
+    refused = denv.cli("customize", "busy", "--hostname", "x", check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.decode().strip().splitlines()[-1] == (
+        f"atoll: error: volume 'busy' is in use: attached at {att.device}: detach it to customize it"
+    )
+    disks.store.volumes.detach("busy")
