@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from provider.errors import Conflict, InUse, NotFound
+from provider.errors import CapabilityNotSupported, Conflict, InUse, NotFound
 from provider.services.base import Service
 from provider.services.model import Resource
 from provider.utils.rollback import rollback
@@ -58,6 +58,13 @@ class DomainService(Service):
         secret, cephx = None, True
         if att.kind == "rbd":
             store_cfg = self.store.config.store
+            if store_cfg.namespace:
+                # NOTE: libvirt (9.0 here) splits an rbd disk's name into pool/image only.
+                raise CapabilityNotSupported(
+                    backend="rbd",
+                    operation=f"give libvirt a volume inside RBD namespace {store_cfg.namespace!r} (libvirt "
+                    "names pool/image only: use a store without store.namespace for libvirt guests)",
+                )
             key = cephx_key(store_cfg.ceph_conf, store_cfg.user)
             cephx = key is not None
             if key is not None and define_secret:

@@ -269,7 +269,16 @@ def test_rbd_volume_hotplugs(
     """An rbd volume goes in as libvirt's own rbd disk (QEMU's librbd; the micro Ceph of the tests runs
     without cephx, so the disk carries no <auth>)."""
     ceph_conf = request.getfixturevalue("ceph_conf")
-    base = make_store_env("rbd", tmp_path / "store", "", store=rbd_store_keys(ceph_conf))
+    keys = rbd_store_keys(ceph_conf)
+    spaced = libvirt_env(make_store_env("rbd", tmp_path / "spaced", "", store=keys), libvirt_uri).open()
+    spaced.volumes.create("r0", size=IMAGE_SIZE)
+    with pytest.raises(CapabilityNotSupported, match=r"RBD namespace .* use a store without store.namespace"):
+        spaced.domains.attach("r0", bare_domain.name())
+    assert spaced.volumes.datapath.attachment(spaced.volumes.get("r0").id) is None  # nothing left attached
+    spaced.volumes.delete("r0")
+
+    # The pool's own namespace (shared with other tests: the volume's RBD image has a unique name).
+    base = make_store_env("rbd", tmp_path / "store", "", store={**keys, "namespace": ""})
     store = libvirt_env(base, libvirt_uri).open()
     store.volumes.create("r1", size=IMAGE_SIZE)
     att = store.domains.attach("r1", bare_domain.name())
