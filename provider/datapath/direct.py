@@ -8,16 +8,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from atoll_common import process
+from atoll_common.rollback import rollback
 from provider.backends.base import SnapshotLayout, SnapshotResult
 from provider.backends.qcow2 import Qcow2Backend
 from provider.datapath.base import Attacher, Request
 from provider.datapath.domains import Libvirt
-from provider.datapath.model import Attachment
 from provider.errors import DataPathError, InUse, NotFound
-from provider.services.base import HOST
-from provider.services.model import Resource
-from provider.utils import process
-from provider.utils.rollback import rollback
+from provider.model import Attachment, Resource
+from provider.utils.host import HOST
 
 LOG = logging.getLogger(__name__)
 

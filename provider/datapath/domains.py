@@ -232,7 +232,7 @@ def _text(value: str) -> str:
 def cephx_key(ceph_conf: str, user: str) -> str | None:
     """client.``user``'s cephx key (base64), from ``key``/``keyring`` of its configuration; None when
     the cluster runs without cephx (``auth_client_required = none``): libvirt then needs no secret."""
-    from provider.backends.ceph import bindings as ceph_bindings
+    from provider.datapath.ceph import bindings as ceph_bindings
 
     rados, _ = ceph_bindings()
     conn = rados.Rados(conffile=ceph_conf, rados_id=user)

@@ -88,7 +88,7 @@ def check_handed(store: Store, vol: Resource, path: str) -> None:
     :raises InvalidInput: ``path`` is some other disk.
     """
     real = os.path.realpath(path)
-    att = store.volumes.datapath.attachment(vol.id)
+    att = store.datapath.attachment(vol.id)
     known = [x for x in (att.device, att.uri, att.path) if x] if att is not None else []
     if vol.disk_format == "raw":
         with suppress(CapabilityNotSupported):
@@ -136,7 +136,7 @@ def raw_path(store: Store, vol: Resource | None, path: str | None) -> Iterator[P
         return
     if vol is None:
         raise InvalidInput("the disk has no local path (DISK_0_PATH) and is not an Atoll volume")
-    from provider.datapath import local_disk
+    from provider.services.local_disk import local_disk
 
     with local_disk(store, vol.id, writable=True) as local:
         yield Path(local)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from provider.errors import AtollError, InvalidInput
 from provider.services.base import Service
+from provider.services.local_disk import local_disk
 
 if TYPE_CHECKING:
     from customization.params import InstanceParams
@@ -34,7 +35,6 @@ class CustomizeService(Service):
         """Apply the image's tasks to volume ``ref`` in place (nothing runs for a Snapshot's clone)."""
         from customization.engine import customize
         from customization.errors import CustomizationError
-        from provider.datapath import local_disk
 
         vol = self.get(ref, "volume")
         if vol.mode != "rw":
@@ -42,7 +42,7 @@ class CustomizeService(Service):
         self.check_owner(vol)
         # A guest (or anything else) may be using an attached volume: rewriting its filesystem under it
         # would corrupt it. Ganeti's OS create customizes the disk Ganeti hands it, not through here.
-        self.store.volumes.datapath.refuse_if_attached(vol, "customize it")
+        self.store.datapath.refuse_if_attached(vol, "customize it")
         props = self.properties(vol.id)
         try:
             with local_disk(self.store, vol.id, writable=True) as path:

@@ -7,21 +7,21 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from atoll_common.rollback import rollback
 from provider.errors import CapabilityNotSupported, Conflict, InUse, NotFound
+from provider.model import Resource
 from provider.services.base import Service
-from provider.services.model import Resource
-from provider.utils.rollback import rollback
 
 if TYPE_CHECKING:
     from provider.datapath.domains import Libvirt
-    from provider.datapath.model import Attachment
-    from provider.datapath.service import DataPath
+    from provider.model import Attachment
+    from provider.services.datapath import DataPath
 
 
 class DomainService(Service):
     @property
     def datapath(self) -> DataPath:
-        return self.store.volumes.datapath
+        return self.store.datapath
 
     def libvirt(self) -> Libvirt:
         from provider.datapath.domains import Libvirt

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from customization.params import InstanceParams
-from provider.datapath import local_disk
 from provider.datapath.domains import Libvirt
 from provider.errors import InUse
 from provider.services import Store
+from provider.services.local_disk import local_disk
 from tests.conftest import StoreEnv
 from tests.customization import qemu
 from tests.customization.conftest import MakeImage, make_image, ssh_keypair
@@ -127,7 +127,7 @@ def test_guest_boots_from_a_volume_and_takes_a_hotplugged_one(
                 dom.destroy()
             store.domains.detach("vm", dom.name())
             dom.undefine()
-    assert store.volumes.datapath.attachment(store.volumes.get("vm").id) is None
+    assert store.datapath.attachment(store.volumes.get("vm").id) is None
 
 
 def _hotplug_write_unplug(store: Store, dom: Any, guest: qemu.Guest, key: Path) -> None:
@@ -146,7 +146,7 @@ def _hotplug_write_unplug(store: Store, dom: Any, guest: qemu.Guest, key: Path) 
     )
     store.domains.detach("scratch", dom.name())  # the guest answers the unplug request
     assert "vdb" not in qemu.ssh(guest, key, "lsblk -dno NAME")
-    assert store.volumes.datapath.attachment(store.volumes.get("scratch").id) is None
+    assert store.datapath.attachment(store.volumes.get("scratch").id) is None
     with local_disk(store, "scratch", writable=False) as disk:
         assert read_at(disk, 3 * MiB, MiB) == data
 

@@ -23,8 +23,8 @@ import yaml
 from customization.params import InstanceParams
 from provider import config as config_mod
 from provider.datapath.domains import Libvirt, cephx_key, disks
-from provider.datapath.model import Attachment
 from provider.errors import CapabilityNotSupported, Conflict, InUse, NotFound
+from provider.model import Attachment
 from provider.services import Store
 from tests.conftest import StoreEnv, make_store_env, rbd_store_keys
 from tests.datapath.conftest import IMAGE_SIZE, Disks
@@ -89,7 +89,7 @@ def test_hotplug_is_recorded_and_unsafe_detaches_are_refused(
     vid = disks.volume("hp")
     att = store.domains.attach("hp", dom.name())
     assert (att.domain, att.target) == (dom.name(), "vdb")
-    assert store.volumes.datapath.attachment(vid) == att  # the same attachment table, domain included
+    assert store.datapath.attachment(vid) == att  # the same attachment table, domain included
     assert "vdb" in live_disks(dom) and dom.blockInfo("vdb")[0] == IMAGE_SIZE
     assert att.kind == ("nbd" if disks.store.backend().name == "qcow2" else "file")
     assert store.domains.attach("hp", dom.name()) == att  # idempotent
@@ -110,13 +110,13 @@ def test_hotplug_is_recorded_and_unsafe_detaches_are_refused(
     with pytest.raises(InUse, match=r"did not release it within 1 s .*it stays plugged"):
         store.domains.detach("hp", dom.name(), timeout=1)
     assert dom.isActive() and "vdb" in live_disks(dom) and dom.blockInfo("vdb")[0] == IMAGE_SIZE
-    assert store.volumes.datapath.attachment(vid) == att
+    assert store.datapath.attachment(vid) == att
     with pytest.raises(InUse, match=r"did not release it within 1 s"):  # again, the request still pending
         store.domains.detach("hp", dom.name(), timeout=1)
 
     dom.destroy()  # QEMU is gone: the detach releases the data path (the leak check follows)
     store.domains.detach("hp", dom.name())
-    assert store.volumes.datapath.attachment(vid) is None
+    assert store.datapath.attachment(vid) is None
     store.domains.detach("hp", dom.name())  # idempotent
 
 
@@ -126,11 +126,11 @@ def test_plug_into_missing_domain_or_taken_target(lv_store: Store, disks: Disks,
     disks.volume("b")
     with pytest.raises(NotFound, match="libvirt domain 'no-such-domain' not found"):
         store.domains.attach("a", "no-such-domain")
-    assert store.volumes.datapath.attachment(store.volumes.get("a").id) is None
+    assert store.datapath.attachment(store.volumes.get("a").id) is None
     store.domains.attach("a", bare_domain.name(), target="vdd")
     with pytest.raises(InUse, match="it has a disk vdd already"):
         store.domains.attach("b", bare_domain.name(), target="vdd")
-    assert store.volumes.datapath.attachment(store.volumes.get("b").id) is None  # nothing left set up
+    assert store.datapath.attachment(store.volumes.get("b").id) is None  # nothing left set up
     with pytest.raises(CapabilityNotSupported, match="--direct is for qcow2 volumes"):
         store.domains.xml(disks.image.id, direct=True)  # a raw image
     bare_domain.destroy()
@@ -163,7 +163,7 @@ def test_direct_qcow2_grows_and_snapshots_through_libvirt(
     assert new_top != top and snap.size == 2 * IMAGE_SIZE
     assert str(store.backend().path(snap.locator)) == top and not os.stat(top).st_mode & stat.S_IWUSR
     assert live_disks(dom)["vdb"] == new_top  # catalog and QEMU agree on the top
-    assert store.volumes.datapath.attachment(vid).uri == new_top  # type: ignore[union-attr]
+    assert store.datapath.attachment(vid).uri == new_top  # type: ignore[union-attr]
     info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", new_top],
                                      capture_output=True, text=True, check=True).stdout)  # fmt: skip
     assert Path(top).name in info["backing-filename"]
@@ -171,7 +171,7 @@ def test_direct_qcow2_grows_and_snapshots_through_libvirt(
 
     dom.destroy()
     store.domains.detach("d1", dom.name())
-    assert store.volumes.datapath.attachment(vid) is None
+    assert store.datapath.attachment(vid) is None
     check = subprocess.run(["qemu-img", "check", new_top], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
@@ -274,7 +274,7 @@ def test_rbd_volume_hotplugs(
     spaced.volumes.create("r0", size=IMAGE_SIZE)
     with pytest.raises(CapabilityNotSupported, match=r"RBD namespace .* use a store without store.namespace"):
         spaced.domains.attach("r0", bare_domain.name())
-    assert spaced.volumes.datapath.attachment(spaced.volumes.get("r0").id) is None  # nothing left attached
+    assert spaced.datapath.attachment(spaced.volumes.get("r0").id) is None  # nothing left attached
     spaced.volumes.delete("r0")
 
     # The pool's own namespace (shared with other tests: the volume's RBD image has a unique name).
