@@ -72,3 +72,31 @@ class DataPathError(AtollError):
     """Attaching, detaching or a live operation through the data path failed."""
 
     message = "data path failure: %(reason)s"
+
+
+class MissingBlocks(Conflict):
+    """A hashmap names blocks the store does not hold for the caller: upload them, then retry."""
+
+    message = "%(count)d blocks of the hashmap are missing: upload them (POST ?update) and retry"
+
+    def __init__(self, hashes: list[str]) -> None:
+        super().__init__(count=len(hashes))
+        self.hashes = hashes
+
+
+class AuthenticationFailed(AtollError):
+    """Wrong credentials, or a token that is missing, malformed, expired or revoked (HTTP 401)."""
+
+    message = "authentication failed: %(reason)s"
+
+
+class ChecksumMismatch(InvalidInput):
+    """The uploaded bytes do not have the digest the client announced (nothing is kept)."""
+
+    message = "the uploaded data has md5 %(got)s, not the ETag %(expected)r the client sent"
+
+
+class TooLarge(InvalidInput):
+    """A request body or image larger than the configured limit (HTTP 413)."""
+
+    message = "%(what)s is larger than the limit of %(limit)d bytes"

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Connection, Table, delete, func, select, u
 from provider.catalog import schema as t
 from provider.errors import Ambiguous, InUse, NotFound, PermissionDenied
 from provider.model import Resource, build
-from provider.utils.host import HOST, MY_START, now, proc_start
+from provider.utils.host import HOST, my_start, now, proc_start
 from provider.utils.names import UUID_RE
 
 if TYPE_CHECKING:
@@ -36,10 +36,24 @@ def op_owner_alive(res: Resource) -> bool:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is asking: the local CLI trusts its OS user; admins may set protected properties."""
+    """Who is asking, as a project: ``name`` is the project id that owns what the caller creates.
+
+    The local CLI trusts its OS user, which is the project of the same name; over HTTP the token says
+    which project and roles (``admin``, ``member``, ``reader``) the request carries; ``user`` is the
+    authenticated user's name (None for the CLI). Admins may set protected properties.
+    """
 
     name: str
     admin: bool = False
+    roles: tuple[str, ...] = ()
+    user: str | None = None
+
+    @property
+    def effective_roles(self) -> tuple[str, ...]:
+        """The roles that apply: the token's, or for the CLI ``admin`` (admins) or ``member``."""
+        if self.roles:
+            return self.roles
+        return ("admin",) if self.admin else ("member",)
 
 
 class Service:
@@ -173,7 +187,7 @@ class Service:
                 op_pid=os.getpid(),
                 op_host=HOST,
                 op_data=json.dumps(
-                    {"host": HOST, "proc_start": MY_START, "remove_on_abort": remove_on_abort}
+                    {"host": HOST, "proc_start": my_start(), "remove_on_abort": remove_on_abort}
                 ),
             )
         )
@@ -256,6 +270,10 @@ class Service:
             ).scalar_one()
             if not shared:
                 files.append((row.backend, row.locator))
+                for table in (t.blocks, t.digests):
+                    conn.execute(
+                        delete(table).where(table.c.backend == row.backend, table.c.locator == row.locator)
+                    )
             todo.extend(required)
         return files
 
