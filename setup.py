@@ -45,6 +45,8 @@ setup(
             "openstacksdk>=3.0",
             "python-swiftclient>=4.4",
             "pyopenssl>=24.2",  # Debian's python3-openssl does not match the venv's cryptography
+            "python-cinderclient>=9.5",
+            "python-openstackclient>=7.0",
         ],
     },
     entry_points={

@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-from atoll_common.errors import AtollError, ToolError
+from atoll_common.errors import AtollError, InvalidInput, ToolError, UsageError
 
-__all__ = [
-    "AtollError",
-    "ToolError",
-]
-
-
-class InvalidInput(AtollError):
-    """A request that cannot be carried out as asked (e.g. a clone smaller than its source)."""
-
-    message = "invalid input"
-
-
-class UsageError(InvalidInput):
-    """Malformed input: a size, name, key or value that does not parse (exit code 2, like click)."""
-
-    exit_code = 2
+__all__ = ["AtollError", "InvalidInput", "ToolError", "UsageError"]
 
 
 class NotFound(AtollError):
@@ -94,6 +79,14 @@ class ChecksumMismatch(InvalidInput):
     """The uploaded bytes do not have the digest the client announced (nothing is kept)."""
 
     message = "the uploaded data has md5 %(got)s, not the ETag %(expected)r the client sent"
+
+
+class QuotaExceeded(AtollError):
+    """A request would take a project past one of its limits (HTTP 413)."""
+
+    message = (
+        "quota exceeded for %(resource)s of project %(project)s: %(used)s used + %(asked)s asked > %(limit)s"
+    )
 
 
 class TooLarge(InvalidInput):

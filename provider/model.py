@@ -47,6 +47,8 @@ class VolumeView:
     status: str
     ganeti: dict[str, Any]
     created_at: str
+    description: str | None = None
+    meta: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,8 @@ class Resource:
                 "name": self.volume.name,
                 "status": self.volume.status,
                 "ganeti": self.volume.ganeti,
+                "description": self.volume.description,
+                "meta": self.volume.meta,
             }
         return data
 
@@ -179,7 +183,12 @@ def build(
         if img
         else None,
         volume=VolumeView(
-            name=vol.name, status=vol.status, ganeti=_loads(vol.ganeti), created_at=vol.created_at
+            name=vol.name,
+            status=vol.status,
+            ganeti=_loads(vol.ganeti),
+            created_at=vol.created_at,
+            description=vol.description,
+            meta=_loads(vol.meta),
         )
         if vol
         else None,

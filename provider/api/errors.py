@@ -26,6 +26,7 @@ STATUS: tuple[tuple[type[errors.AtollError], int], ...] = (
     (errors.InUse, 409),
     (errors.Conflict, 409),
     (errors.StorageFull, 413),
+    (errors.QuotaExceeded, 413),
     (errors.TooLarge, 413),
     (errors.InvalidInput, 400),
     (errors.CapabilityNotSupported, 400),
@@ -39,6 +40,12 @@ class UnsupportedMediaType(errors.AtollError):
     message = "content type %(given)r is not supported here: use %(expected)s"
 
 
+class VersionNotAcceptable(errors.AtollError):
+    """A microversion outside what a service offers (HTTP 406, as Cinder answers)."""
+
+    message = "%(service)s API version %(asked)s is not supported: use %(low)s to %(high)s"
+
+
 class MethodNotAllowed(errors.AtollError):
     message = "%(method)s is not allowed on %(path)s"
 
@@ -47,6 +54,7 @@ _EXTRA: dict[type[errors.AtollError], int] = {
     errors.ChecksumMismatch: 422,
     UnsupportedMediaType: 415,
     MethodNotAllowed: 405,
+    VersionNotAcceptable: 406,
 }
 
 

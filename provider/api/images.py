@@ -16,6 +16,7 @@ from provider.api.base import Api, read_json, send_json
 from provider.api.errors import PayloadTooLarge, UnsupportedMediaType
 from provider.api.image_views import PATCH_TYPES, next_link, parse_patch, parse_query, render, split_create
 from provider.errors import InvalidInput
+from provider.services import Store
 from provider.services.streams import open_image_data
 
 
@@ -54,6 +55,11 @@ class Image:
     def on_patch(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
         store = self.api.store_for(req)
         body = read_json(req, self.api.config.api.max_request_body, *PATCH_TYPES)
+        body = (
+            [op for op in body if not _location_added(store, image_id, op)]
+            if isinstance(body, list)
+            else body
+        )
         rec = store.glance.show(image_id)
         changes, props, removed, tags = parse_patch(body, rec)
         send_json(resp, render(store, store.glance.update(image_id, changes, props, removed, tags)))
@@ -61,6 +67,16 @@ class Image:
     def on_delete(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
         self.api.store_for(req).glance.delete(image_id)
         resp.status = 204
+
+
+def _location_added(store: Store, image_id: str, op: Any) -> bool:
+    """``add`` on ``/locations/-`` (what ``glance location-add`` sends): checked, nothing else to do."""
+    if not (
+        isinstance(op, dict) and op.get("op") == "add" and op.get("path") in ("/locations/-", "/locations/0")
+    ):
+        return False
+    store.image_adoption.check_location(image_id, op.get("value"))
+    return True
 
 
 class ImageFile:

@@ -89,6 +89,9 @@ volume_views = Table(
     Column("status", Text, nullable=False),
     Column("ganeti", Text, nullable=False),
     Column("created_at", Text, nullable=False),
+    Column("description", Text),
+    Column("meta", Text),
+    Column("origin", Text),
 )
 
 # One row per resource attached on a host (the data path's record; the pieces themselves are found again
@@ -105,6 +108,30 @@ attachments = Table(
     Column("device", Text),
     Column("uri", Text),
     Column("state", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("attachment_id", Text),
+    Column("instance_uuid", Text),
+    Column("attach_status", Text),
+)
+
+# Volume API: per-project limits (project "*" holds the defaults), and the volumes whose creation failed
+# (no data is left; the row tells the client why, until it deletes the volume).
+quotas = Table(
+    "quotas",
+    metadata,
+    Column("project", Text, primary_key=True),
+    Column("resource", Text, primary_key=True),
+    Column("hard_limit", BigInteger, nullable=False),
+)
+
+volume_failures = Table(
+    "volume_failures",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
     Column("created_at", Text, nullable=False),
 )
 
@@ -296,5 +323,26 @@ _V_OBJECT_API = [
         created_at TEXT NOT NULL, PRIMARY KEY (project, name))""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V_API_IMAGE, _V_OBJECT_API]
+# Volume API (Cinder v3): quotas, failed creations, a volume's description, metadata and origin (JSON:
+# image_id, snapshot_id or source_volid, as the client named it), and the Cinder
+# identity of an attachment (its id, the instance and reserved|attaching|attached) on the data path's
+# record.
+_V_VOLUME_API = [
+    """CREATE TABLE quotas (
+        project TEXT NOT NULL, resource TEXT NOT NULL, hard_limit BIGINT NOT NULL,
+        PRIMARY KEY (project, resource))""",
+    """CREATE TABLE volume_failures (
+        id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, size BIGINT NOT NULL,
+        reason TEXT NOT NULL, created_at TEXT NOT NULL)""",
+    "CREATE INDEX volume_failures_owner ON volume_failures (owner)",
+    "ALTER TABLE volume_views ADD COLUMN description TEXT",
+    "ALTER TABLE volume_views ADD COLUMN meta TEXT",
+    "ALTER TABLE volume_views ADD COLUMN origin TEXT",
+    "ALTER TABLE attachments ADD COLUMN attachment_id TEXT",
+    "ALTER TABLE attachments ADD COLUMN instance_uuid TEXT",
+    "ALTER TABLE attachments ADD COLUMN attach_status TEXT",
+    "CREATE UNIQUE INDEX attachments_attachment_id ON attachments (attachment_id)",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V_API_IMAGE, _V_OBJECT_API, _V_VOLUME_API]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
-from provider.errors import CapabilityNotSupported, InvalidInput, NotFound
+from provider.errors import InvalidInput, NotFound
 from provider.services import Resource, Store
+from provider.services.local_disk import local_disk
 from provider.utils.sizes import format_size
 
 LOG = logging.getLogger(__name__)
@@ -90,9 +91,9 @@ def check_handed(store: Store, vol: Resource, path: str) -> None:
     real = os.path.realpath(path)
     att = store.datapath.attachment(vol.id)
     known = [x for x in (att.device, att.uri, att.path) if x] if att is not None else []
-    if vol.disk_format == "raw":
-        with suppress(CapabilityNotSupported):
-            known.append(str(store.backend(vol.backend).path(vol.locator)))
+    raw_file = store.backend(vol.backend).raw_file(vol.locator, vol.disk_format)
+    if raw_file is not None:
+        known.append(str(raw_file))
     if any(os.path.realpath(k) == real for k in known) or _loop_backed_by(real, known):
         return
     raise InvalidInput(
@@ -125,18 +126,14 @@ def raw_path(store: Store, vol: Resource | None, path: str | None) -> Iterator[P
     """
     if vol is not None and path:
         check_handed(store, vol, path)
-    if vol is not None and vol.disk_format == "raw":
-        try:
-            yield store.backend(vol.backend).path(vol.locator)
-            return
-        except CapabilityNotSupported:
-            pass
+    raw_file = store.backend(vol.backend).raw_file(vol.locator, vol.disk_format) if vol else None
+    if raw_file is not None:
+        yield raw_file
+        return
     if path:
         yield Path(path)
         return
     if vol is None:
         raise InvalidInput("the disk has no local path (DISK_0_PATH) and is not an Atoll volume")
-    from provider.services.local_disk import local_disk
-
     with local_disk(store, vol.id, writable=True) as local:
         yield Path(local)

@@ -15,13 +15,10 @@ from sqlalchemy import Connection, Row, delete, select
 from atoll_common.rollback import rollback
 from provider.backends.base import SnapshotResult
 from provider.backends.qcow2 import Qcow2Backend
-from provider.backends.rbd import RbdBackend
 from provider.catalog import schema as t
-from provider.datapath.base import Attacher, FileAttacher, Request
+from provider.datapath.base import Attacher, Request
 from provider.datapath.direct import DirectAttacher
 from provider.datapath.domains import Libvirt
-from provider.datapath.qsd import QsdAttacher
-from provider.datapath.rbd import RbdAttacher
 from provider.errors import CapabilityNotSupported, DataPathError, InUse, NotFound, PermissionDenied
 from provider.model import Access, Attachment, Mode, Resource
 from provider.services.base import Service
@@ -54,23 +51,22 @@ class DataPath(Service):
     """``attach``/``detach`` for any resource; ``live_*`` for the volume service (which holds the lock)."""
 
     def attacher(self, res: Resource, att: Attachment | None = None, direct: bool = False) -> Attacher:
-        """The attacher of ``res``: its backend's, or for a ``direct`` attachment libvirt's own."""
+        """The attacher ``res``'s backend declares for its disk format, or for a ``direct`` attachment
+        (QEMU opens the qcow2 file itself) the one that goes through libvirt."""
         backend = self.store.backend(res.backend)
-        run_dir = self.store.config.run_dir
         if direct or (att is not None and att.direct):
             if not isinstance(backend, Qcow2Backend) or res.disk_format != "qcow2":
                 raise CapabilityNotSupported(
                     backend=f"{backend.name} ({res.disk_format} {res.kind})",
                     operation="give QEMU the qcow2 file directly (--direct is for qcow2 volumes)",
                 )
-            return DirectAttacher(backend, run_dir, self.store.run, self.store.config.libvirt.uri)
-        if backend.name == "qcow2" and res.disk_format == "qcow2":
-            return QsdAttacher(backend, run_dir, self.store.run)
-        if backend.name in ("qcow2", "reflink"):
-            return FileAttacher(backend, run_dir, self.store.run)
-        if isinstance(backend, RbdBackend):
-            return RbdAttacher(backend, run_dir, self.store.run)
-        raise CapabilityNotSupported(backend=backend.name, operation="attach resources on this host")
+            return DirectAttacher(
+                backend, self.store.config.run_dir, self.store.run, self.store.config.libvirt.uri
+            )
+        cls = backend.attacher_class(res.disk_format)
+        if cls is None:
+            raise CapabilityNotSupported(backend=backend.name, operation="attach resources on this host")
+        return cls(backend, self.store.config.run_dir, self.store.run)
 
     # ---- records ---------------------------------------------------------------------------------
     def record(self, conn: Connection, rid: str) -> Attachment | None:

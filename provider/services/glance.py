@@ -18,6 +18,8 @@ from typing import IO, Any, cast
 
 from sqlalchemy import Connection, delete, select, update
 
+from atoll_common.rollback import rollback
+from customization.properties import validate
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
 from provider.services import protections
@@ -71,6 +73,9 @@ class GlanceService(Service):
         """A queued image (no data yet) owned by the caller's project."""
         self._writer()
         rid = fields.pop("id", None) or new_id()
+        if self.store.image_adoption.adopt(rid, fields, properties, tags):  # an object keeps its id
+            return self.show(rid)
+        self.store.quotas.require(images=1)
         name = fields.get("name")
         if name is not None:
             check_name(name, "image name")
@@ -143,15 +148,7 @@ class GlanceService(Service):
     def _check_properties(self, old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
         clean = {check_key(k, "property"): check_value(k, str(v)) for k, v in new.items()}
         protections.check_changes(self.store.config.images, self.caller, old, clean)
-        try:
-            from customization.errors import CustomizationError
-            from customization.properties import validate
-        except ImportError:
-            return clean
-        try:
-            validate(clean)
-        except CustomizationError as e:
-            raise InvalidInput(str(e)) from e
+        validate(clean)  # snf-image's schema, strict: PropertyError (an InvalidInput) on a bad value
         return clean
 
     def _set_tags(self, conn: Connection, rid: str, tags: list[str]) -> None:
@@ -184,7 +181,8 @@ class GlanceService(Service):
             )
             self._status(conn, image_id, "saving")
         backend = self.store.backend(row.backend)
-        try:
+        with rollback() as undo:
+            undo.push(self._back_to_queued, image_id, row.backend, row.locator)
             reader = HashingReader(stream, limit)
             result = backend.import_stream(row.locator, cast(IO[bytes], reader))
             digests = reader.finish()
@@ -203,9 +201,6 @@ class GlanceService(Service):
                     .values(status="active", glance=json.dumps(glance, sort_keys=True), updated_at=now())
                 )
             self.store.images.check_raw(self.store.images.get(image_id))
-        except BaseException:
-            self._back_to_queued(image_id, row.backend, row.locator)
-            raise
         return self.show(image_id)
 
     def _status(self, conn: Connection, image_id: str, status: str) -> None:
@@ -373,7 +368,7 @@ class GlanceService(Service):
                 conn.execute(delete(t.image_views).where(t.image_views.c.resource_id == image_id))
                 return
             res = self.load(conn, image_id)
-            self.store.volumes.datapath.refuse_if_attached(res, "delete it")
+            self.store.datapath.refuse_if_attached(res, "delete it")
             files += self.hide(conn, image_id)
 
     def _drop_queued(self, conn: Connection, image_id: str) -> list[tuple[str, str]]:

@@ -45,6 +45,8 @@ class ObjectService(Service):
         """
         container, name = split_object_ref(path)
         meta = {check_key(k, "metadata key"): check_value(k, v) for k, v in (meta or {}).items()}
+        if expect_size is not None:
+            self.store.quotas.require(object_bytes=expect_size)  # refused before a byte is stored
         backend = self.store.backend()
         rid = new_id()
         locator = backend.new_locator(rid, "ro")
@@ -81,6 +83,7 @@ class ObjectService(Service):
             if expect_md5 is not None and hasher is not None and hasher.md5 != expect_md5.lower():
                 raise ChecksumMismatch(expected=expect_md5, got=hasher.md5)
             with self.write_then_remove() as (conn, files):
+                self.store.quotas.check(conn, self.caller.name, object_bytes=result.size)
                 if replace:
                     files += self.take_name(conn, rid, container, name)
                 self.mark_available(conn, rid, size=result.size, sha256=result.sha256)
@@ -156,6 +159,7 @@ class ObjectService(Service):
             self.check_read(conn, src)
             if src.mode != "ro":
                 raise Conflict(reason=f"{src.name!r} is a volume; snapshot it and copy the snapshot")
+            self.store.quotas.check(conn, self.caller.name, object_bytes=src.size)  # a copy counts in full
             new_meta = dict(src.object.meta) if src.object else {}
             new_meta.update(
                 {check_key(k, "metadata key"): check_value(k, v) for k, v in (meta or {}).items()}

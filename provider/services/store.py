@@ -21,10 +21,15 @@ from provider.services.fsck import FsckService
 from provider.services.glance import GlanceService
 from provider.services.hashmaps import HashmapService
 from provider.services.identity import IdentityService
+from provider.services.image_adopt import ImageAdoption
 from provider.services.image_members import MembersService
 from provider.services.images import ImageService
 from provider.services.objects import ObjectService
+from provider.services.quotas import QuotaService
 from provider.services.resources import ResourceService
+from provider.services.volume_api import VolumeApiService
+from provider.services.volume_api_attachments import VolumeAttachmentService
+from provider.services.volume_api_snapshots import VolumeSnapshotService
 from provider.services.volumes import VolumeService
 
 LOG = logging.getLogger(__name__)
@@ -143,3 +148,24 @@ class Store:
     def domains(self) -> DomainService:
         """libvirt domains: plug volumes into guests (libvirt-python, imported on first use)."""
         return DomainService(self)
+
+    @cached_property
+    def image_adoption(self) -> ImageAdoption:
+        return ImageAdoption(self)
+
+    @cached_property
+    def quotas(self) -> QuotaService:
+        return QuotaService(self)
+
+    @cached_property
+    def volume_api(self) -> VolumeApiService:
+        """The Volume API's view of volumes (Cinder semantics: ids, projects, quotas)."""
+        return VolumeApiService(self)
+
+    @cached_property
+    def volume_snapshots(self) -> VolumeSnapshotService:
+        return VolumeSnapshotService(self)
+
+    @cached_property
+    def volume_attachments(self) -> VolumeAttachmentService:
+        return VolumeAttachmentService(self)

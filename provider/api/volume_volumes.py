@@ -1,0 +1,210 @@
+"""Volume API: ``/volumes`` (list, detail, create, show, update, delete), their actions (``os-extend``,
+``os-volume_upload_image``) and metadata."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+from urllib.parse import urlencode
+
+import falcon
+
+from provider.api import volume_views as views
+from provider.api.base import Api, send_json
+from provider.api.volume import PREFIX, VolumeResource, as_bool, as_int, optional_text
+from provider.errors import InvalidInput, NotFound
+from provider.services.volume_api_model import VolumeInfo
+
+LIVE_EXTEND = (3, 42)  # Cinder extends attached volumes from this microversion on
+
+
+def _metadata_filter(text: str | None) -> dict[str, str] | None:
+    """cinderclient sends ``metadata={'k': 'v'}`` (a Python literal) in the query string."""
+    if not text:
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as e:
+        raise InvalidInput("metadata filter %(t)r is not a {'key': 'value'} mapping", t=text) from e
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidInput("metadata filter %(t)r is not a {'key': 'value'} mapping", t=text)
+    return value
+
+
+def _sort(req: falcon.Request) -> tuple[str, str]:
+    """``sort=name:asc`` (first key only) or ``sort_key``/``sort_dir``; newest first by default."""
+    sort = req.get_param("sort")
+    if sort:
+        key, _, direction = sort.split(",")[0].partition(":")
+        return key.strip(), (direction or "desc").strip()
+    return req.get_param("sort_key") or "created_at", req.get_param("sort_dir") or "desc"
+
+
+class Volumes(VolumeResource):
+    detail = False
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        sort_key, sort_dir = _sort(req)
+        limit = req.get_param("limit")
+        found = store.volume_api.list(
+            name=req.get_param("name"),
+            status=req.get_param("status"),
+            metadata=_metadata_filter(req.get_param("metadata")),
+            sort_key=sort_key,
+            sort_dir=sort_dir,
+            limit=as_int(limit, "limit") if limit is not None else None,
+            marker=req.get_param("marker"),
+            all_projects=as_bool(req.get_param("all_tenants") or False, "all_tenants"),
+        )
+        base = self.base(project_id)
+        body: dict[str, Any] = {"volumes": [views.volume(v, base, detail=self.detail) for v in found]}
+        if limit is not None and found and len(found) == as_int(limit, "limit"):
+            query = urlencode({**req.params, "marker": found[-1].id})
+            path = "volumes/detail" if self.detail else "volumes"
+            body["volumes_links"] = [{"rel": "next", "href": f"{base}/{path}?{query}"}]
+        send_json(resp, body)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        body = self.body(req, "volume")
+        size = body.get("size")
+        metadata = body.get("metadata")
+        vol = store.volume_api.create(
+            as_int(size, "size") if size is not None else None,
+            name=optional_text(body, "name"),
+            description=optional_text(body, "description"),
+            metadata=metadata,
+            image_ref=optional_text(body, "imageRef"),
+            snapshot_id=optional_text(body, "snapshot_id"),
+            source_volid=optional_text(body, "source_volid"),
+        )
+        send_json(resp, {"volume": views.volume(vol, self.base(project_id))}, 202)
+
+
+class VolumesDetail(Volumes):
+    detail = True
+
+
+class Volume(VolumeResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        send_json(resp, {"volume": views.volume(store.volume_api.show(volume_id), self.base(project_id))})
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        body = self.body(req, "volume")
+        name = optional_text(body, "name") or optional_text(body, "display_name")
+        description = optional_text(body, "description")
+        if description is None:
+            description = optional_text(body, "display_description")
+        vol = store.volume_api.update(
+            volume_id, name=name, description=description, metadata=body.get("metadata")
+        )
+        send_json(resp, {"volume": views.volume(vol, self.base(project_id))})
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        store.volume_api.delete(volume_id)
+        resp.status = 202
+
+
+class VolumeAction(VolumeResource):
+    """``POST /volumes/{id}/action`` with one of ``os-extend`` or ``os-volume_upload_image``."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str) -> None:
+        store, version = self.begin(req, resp, project_id)
+        data = self.json_object(req)
+        if "os-extend" in data:
+            args = data["os-extend"] if isinstance(data["os-extend"], dict) else {}
+            if "new_size" not in args:
+                raise InvalidInput("os-extend needs new_size (GiB)")
+            current = store.volume_api.show(volume_id)
+            if current.attachments and version < LIVE_EXTEND:
+                raise InvalidInput(
+                    "volume %(id)s is attached: extending it live needs volume API version 3.42 or later",
+                    id=volume_id,
+                )
+            store.volume_api.extend(volume_id, as_int(args["new_size"], "new_size"))
+            resp.status = 202
+            return
+        if "os-volume_upload_image" in data:
+            self._upload(store, resp, volume_id, data["os-volume_upload_image"])
+            return
+        action = next(iter(data), "(none)")
+        raise InvalidInput(
+            "volume action %(a)r is not supported (os-extend, os-volume_upload_image)", a=action
+        )
+
+    def _upload(self, store: Any, resp: falcon.Response, volume_id: str, args: Any) -> None:
+        if not isinstance(args, dict) or not isinstance(args.get("image_name"), str):
+            raise InvalidInput("os-volume_upload_image needs image_name")
+        disk_format = args.get("disk_format") or "raw"
+        container_format = args.get("container_format") or "bare"
+        image = store.volume_api.upload_to_image(
+            volume_id,
+            args["image_name"],
+            force=as_bool(args.get("force", False), "force"),
+            disk_format=disk_format,
+            container_format=container_format,
+            visibility=args.get("visibility") or "private",
+        )
+        vol: VolumeInfo = store.volume_api.show(volume_id)
+        send_json(
+            resp, {"os-volume_upload_image": views.upload(vol, image, disk_format, container_format)}, 202
+        )
+
+
+class VolumeMetadata(VolumeResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        send_json(resp, {"metadata": store.volume_api.show(volume_id).metadata})
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        merged = store.volume_api.set_metadata(volume_id, self.body(req, "metadata"))
+        send_json(resp, {"metadata": merged})
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        replaced = store.volume_api.set_metadata(volume_id, self.body(req, "metadata"), replace=True)
+        send_json(resp, {"metadata": replaced})
+
+
+class VolumeMetadataKey(VolumeResource):
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str, key: str
+    ) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        meta = store.volume_api.show(volume_id).metadata
+        if key not in meta:
+            raise NotFound(what="metadata key", ref=key)
+        send_json(resp, {"meta": {key: meta[key]}})
+
+    def on_put(
+        self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str, key: str
+    ) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        item = self.body(req, "meta")
+        if list(item) != [key]:
+            raise InvalidInput("the body's meta must hold exactly the key %(key)r of the URL", key=key)
+        store.volume_api.set_metadata(volume_id, item)
+        send_json(resp, {"meta": item})
+
+    def on_delete(
+        self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str, key: str
+    ) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        store.volume_api.delete_metadata(volume_id, key)
+        resp.status = 200
+
+
+def register(api: Api) -> None:
+    api.route(f"{PREFIX}/volumes", Volumes(api))
+    api.route(f"{PREFIX}/volumes/detail", VolumesDetail(api))
+    api.route(f"{PREFIX}/volumes/{{volume_id}}", Volume(api))
+    api.route(f"{PREFIX}/volumes/{{volume_id}}/action", VolumeAction(api))
+    api.route(f"{PREFIX}/volumes/{{volume_id}}/metadata", VolumeMetadata(api))
+    api.route(f"{PREFIX}/volumes/{{volume_id}}/metadata/{{key}}", VolumeMetadataKey(api))
