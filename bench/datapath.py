@@ -8,6 +8,12 @@ data and is written once end to end before measuring (steady state: clusters all
 unshared). Root only (loop devices, an XFS loop mount for the reflink store).
 
     sudo .venv/bin/python bench/datapath.py [--runs 3] [--runtime 5] [--size-mib 1024] [--write]
+        [--part fio|qemu|all]
+
+``--part qemu`` measures what a hypervisor gets instead, with QEMU's own block layer (``qemu-img bench``,
+the code a libvirt guest's disk runs through): a qcow2 volume opened directly (``volume attach --domain
+--direct``) against the same volume through its daemon's NBD export (the default userspace path) and the
+raw file. Its table goes into a section of its own.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +39,14 @@ from provider import config as config_mod
 from provider.services import Caller, Store
 
 HEADING = "## Data path: attachment paths against the raw file (bench/datapath.py)"
+QEMU_HEADING = "## Data path as QEMU sees it: --direct qcow2 against NBD and the raw file (bench/datapath.py)"
+# qemu-img bench: request size, queue depth, write?, number of requests (sequential, wrapping around)
+QEMU_WORKLOADS = {
+    "read 4k qd32": ("4k", 32, False, 60_000),
+    "read 1M qd8": ("1M", 8, False, 2_000),
+    "write 4k qd32": ("4k", 32, True, 60_000),
+    "write 1M qd8": ("1M", 8, True, 2_000),
+}
 WORKLOADS = {
     "rand read 4k qd32": ("randread", "4k", 32),
     "rand write 4k qd32": ("randwrite", "4k", 32),
@@ -168,11 +182,15 @@ def measure(targets: list[Target], runs: int, runtime: int, size: int) -> dict[t
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
-def table(targets: list[Target], medians: dict[tuple[str, str], float]) -> str:
-    lines = ["| target | " + " | ".join(WORKLOADS) + " |", "|---" * (len(WORKLOADS) + 1) + "|"]
+def table(
+    targets: list[Target],
+    medians: dict[tuple[str, str], float],
+    workloads: Collection[str] = tuple(WORKLOADS),
+) -> str:
+    lines = ["| target | " + " | ".join(workloads) + " |", "|---" * (len(workloads) + 1) + "|"]
     for target in targets:
         cells = []
-        for workload in WORKLOADS:
+        for workload in workloads:
             value = medians[(target.name, workload)]
             unit = "k IOPS" if "4k" in workload else " MB/s"
             shown = f"{value / 1000:.1f}{unit}" if "4k" in workload else f"{value:.0f}{unit}"
@@ -208,6 +226,58 @@ def run(work: Path, args: argparse.Namespace, report: Callable[[str], None]) -> 
         report(table(targets, medians))
 
 
+def qemu_bench(image: list[str], workload: str) -> float:
+    """IOPS (4k) or MB/s (1M) of QEMU's block layer on ``image`` (``qemu-img bench`` arguments)."""
+    bs, depth, write, count = QEMU_WORKLOADS[workload]
+    out = sh("qemu-img", "bench", "-c", str(count), "-d", str(depth), "-s", bs, *(["-w"] if write else []),
+             *image).stdout  # fmt: skip
+    seconds = float(out.rsplit("Run completed in", 1)[1].split()[0])
+    if bs == "4k":
+        return count / seconds
+    return count * (1 << 20) / seconds / 1e6
+
+
+def qemu_view(work: Path, args: argparse.Namespace, report: Callable[[str], None]) -> None:
+    """The raw file, a qcow2 volume opened directly, and the same kind of volume through its NBD export."""
+    size = args.size_mib << 20
+    raw = work / "raw-host.raw"
+    fill(raw, size)
+    st = store(work / "qcow2-store", "qcow2")
+    try:
+        with open(raw, "rb") as f:
+            obj = st.objects.upload("bench/qemu.raw", f)
+        st.images.register(obj.id, name="bench-qemu")
+        for name in ("direct", "nbd"):
+            st.volumes.create(name, source="bench-qemu")
+        direct = str(st.backend().path(st.volumes.get("direct").locator))
+        sock = (st.volumes.attach("nbd", userspace=True).uri or "").removeprefix("nbd:unix:")
+        nbd_opts = f"driver=raw,file.driver=nbd,file.server.type=unix,file.server.path={sock}"
+        base = "raw file (host fs)"
+        targets = [
+            Target(base, base, ["-f", "raw", "-t", "none", "-i", "native", str(raw)]),
+            Target(
+                "Atoll qcow2 --direct (QEMU opens the chain)",
+                base,
+                ["-f", "qcow2", "-t", "none", "-i", "native", direct],
+            ),
+            Target("Atoll qcow2 userspace (NBD export)", base, ["--image-opts", nbd_opts]),
+        ]
+        for target in targets[1:]:  # steady state: every cluster of the volumes allocated once
+            sh("qemu-img", "bench", "-w", "-c", str(size >> 20), "-s", "1M", "-d", "8", *target.fio_args)
+        samples: dict[tuple[str, str], list[float]] = {}
+        for run in range(args.runs):
+            for workload in QEMU_WORKLOADS:
+                for target in targets:
+                    samples.setdefault((target.name, workload), []).append(
+                        qemu_bench(target.fio_args, workload)
+                    )
+            print(f"qemu run {run + 1}/{args.runs} done", file=sys.stderr)
+        medians = {key: statistics.median(values) for key, values in samples.items()}
+        report(table(targets, medians, QEMU_WORKLOADS))
+    finally:
+        detach_all(st)
+
+
 def detach_all(st: Store) -> None:
     for vol in st.volumes.list():
         st.volumes.detach(vol.id)
@@ -221,23 +291,32 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--write", action="store_true", help="put the table into bench/RESULTS.md")
+    parser.add_argument("--part", choices=("fio", "qemu", "all"), default="all")
     args = parser.parse_args()
-    about = (
+    machine = (
         f"Machine: {os.cpu_count()} cores, kernel {platform.release()}, "
-        f"{sh('qemu-storage-daemon', '--version').stdout.splitlines()[0]}, shared with other jobs: read "
-        f"the ratios. {args.runs} interleaved runs of {args.runtime} s per target and workload, median; "
-        f"{args.size_mib} MiB per target, written once before measuring. Cells: ratio to the raw file "
-        "on the same filesystem (absolute value in brackets)."
+        f"{sh('qemu-storage-daemon', '--version').stdout.splitlines()[0]}, load average "
+        f"{os.getloadavg()[0]:.1f} at the start, shared with other jobs: read the ratios."
     )
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(dir=args.workdir, prefix="atoll-bench-dp-") as tmp:
-        result: list[str] = []
-        run(Path(tmp), args, result.append)
-    text = "\n".join([HEADING, "", about, "", result[0], ""])
-    print(text)
-    print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
-    if args.write:
-        results.write_section(HEADING, text)
+    parts = {
+        "fio": (HEADING, run, f"{args.runs} interleaved runs of {args.runtime} s per target and workload, "
+                f"median; {args.size_mib} MiB per target, written once before measuring."),
+        "qemu": (QEMU_HEADING, qemu_view, f"`qemu-img bench` (sequential, wrapping around), {args.runs} "
+                 f"interleaved runs per target and workload, median; {args.size_mib} MiB per target, written "
+                 "once before measuring."),
+    }  # fmt: skip
+    for part in ("fio", "qemu") if args.part == "all" else (args.part,):
+        heading, measure_part, how = parts[part]
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(dir=args.workdir, prefix="atoll-bench-dp-") as tmp:
+            result: list[str] = []
+            measure_part(Path(tmp), args, result.append)
+        cells = "Cells: ratio to the raw file on the same filesystem (absolute value in brackets)."
+        text = "\n".join([heading, "", f"{machine} {how} {cells}", "", result[0], ""])
+        print(text)
+        print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
+        if args.write:
+            results.write_section(heading, text)
     return 0
 
 

@@ -36,6 +36,10 @@ Example::
       max_request_body: 1048576     # bytes of a JSON request body (uploads are not limited by this)
       max_image_size: 1099511627776  # bytes of one image upload (413 beyond)
       timeout: 600            # seconds a worker may spend on one request before it is restarted
+    libvirt:
+      cache: none             # <driver cache=…> of the disks Atoll gives libvirt; io, discard likewise
+      uri: qemu:///system     # the libvirtd `atoll volume attach --domain` talks to
+      detach_timeout: 30      # seconds a guest gets to release a disk being unplugged (--timeout)
 """
 
 from __future__ import annotations
@@ -131,6 +135,8 @@ class LibvirtConfig:
     cache: str = "none"
     io: str = "native"
     discard: str = "unmap"
+    uri: str = "qemu:///system"  # the libvirtd that `atoll volume attach --domain` talks to
+    detach_timeout: float = 30.0  # seconds a guest gets to release a disk being unplugged
 
 
 @dataclass(frozen=True)
@@ -225,10 +231,17 @@ def parse(raw: dict[str, Any] | None, source: Path | None = None) -> Config:
                 "property_protections": _protections,
             },
         ),
-        libvirt=_section(raw, "libvirt", LibvirtConfig, {}),
+        libvirt=_libvirt(raw),
         api=_api_section(raw),
         source=source,
     )
+
+
+def _libvirt(raw: dict[str, Any]) -> LibvirtConfig:
+    cfg: LibvirtConfig = _section(raw, "libvirt", LibvirtConfig, {"uri": str, "detach_timeout": float})
+    if cfg.detach_timeout <= 0:
+        raise BadConfiguration(reason="libvirt.detach_timeout must be a positive number of seconds")
+    return cfg
 
 
 def _api_section(raw: dict[str, Any]) -> ApiConfig:

@@ -211,6 +211,8 @@ class Attachment:
     or a raw file path). ``path`` is the file behind the device (the data file, or a daemon's FUSE
     export); ``daemon_dir`` holds a supervised daemon's pid file, QMP socket and FUSE file;
     ``socket_dir`` its unix sockets (``daemon_dir`` unless that path is too long for a socket name).
+    ``domain`` and ``target`` name the libvirt domain and disk the resource is plugged into (if any);
+    ``direct``: QEMU opens the qcow2 file ``uri`` itself (no daemon between them).
     """
 
     resource_id: str
@@ -223,6 +225,9 @@ class Attachment:
     path: str | None = None
     daemon_dir: str | None = None
     socket_dir: str | None = None
+    domain: str | None = None
+    target: str | None = None
+    direct: bool = False
 
     @property
     def readonly(self) -> bool:
@@ -235,7 +240,14 @@ class Attachment:
 
     def state(self) -> dict[str, Any]:
         """The fields detach needs beyond the indexed ones (stored as JSON in the catalog)."""
-        return {"path": self.path, "daemon_dir": self.daemon_dir, "socket_dir": self.socket_dir}
+        state: dict[str, Any] = {
+            "path": self.path,
+            "daemon_dir": self.daemon_dir,
+            "socket_dir": self.socket_dir,
+        }
+        if self.domain is not None:
+            state.update(domain=self.domain, target=self.target, direct=self.direct)
+        return state
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

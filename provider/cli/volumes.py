@@ -107,42 +107,101 @@ Examples:
   atoll volume attach web1 --userspace     # nbd:unix:/var/lib/atoll/run/…/nbd.sock (a QEMU URI)
   atoll volume attach web1-monday          # a snapshot or image attaches read-only
   atoll -o json volume attach web1         # {"device": …, "uri": …, "libvirt_xml": "<disk …>"}
+  atoll volume attach web1 --domain vm1    # hot-plug into libvirt domain vm1 (first free vdX)
+  atoll volume attach web1 --domain vm1 --target vdc --config --direct
 """
 )
 @click.argument("ref", metavar="VOLUME")
 @click.option("--userspace", is_flag=True, help="Give a QEMU URI (NBD socket or raw file), no block device.")
 @click.option("--read-only", "readonly", is_flag=True, help="Attach a volume read-only.")
-@click.option("--target", default="vda", show_default=True, help="Disk target in the libvirt XML (-o json).")
+@click.option("--domain", metavar="DOM", default=None, help="Plug it into this libvirt domain.")
+@click.option(
+    "--target", default=None, help="Disk target (vdb…); default: vda in the XML, a free one in DOM."
+)
+@click.option("--config", "persistent", is_flag=True, help="With --domain: also into DOM's definition.")
+@click.option("--direct", is_flag=True, help="With --domain: QEMU opens the qcow2 file itself (fastest).")
 @pass_ctx
-def attach(obj: Context, ref: str, userspace: bool, readonly: bool, target: str) -> None:
-    """Attach VOLUME on this host and print its block device and/or QEMU URI, one per line.
+def attach(
+    obj: Context,
+    ref: str,
+    userspace: bool,
+    readonly: bool,
+    domain: str | None,
+    target: str | None,
+    persistent: bool,
+    direct: bool,
+) -> None:
+    """Attach VOLUME on this host and print its block device and/or QEMU URI, one per line; with
+    --domain plug it into a libvirt domain and print the disk target.
 
     Idempotent: attaching an attached volume prints the same device. Snapshots, images and objects
     attach read-only.
     """
-    from provider.datapath.libvirt import disk_xml
+    ro = True if readonly else None
+    if domain is None:
+        if persistent or direct:
+            raise click.UsageError("--config and --direct go with --domain")
+        att = obj.store.volumes.attach(ref, userspace=userspace, readonly=ro)
+        lines = att.lines
+    else:
+        if userspace:
+            raise click.UsageError("--userspace goes without --domain (a domain gets a userspace path)")
+        att = obj.store.domains.attach(
+            ref, domain, target=target, config=persistent, direct=direct, readonly=ro
+        )
+        lines = [f"{att.domain} {att.target}"]
+    res = obj.store.resources.get(att.resource_id)
+    xml = obj.store.domains.render(res, att, target or att.target or "vda", define_secret=domain is not None)
+    data = {**att.to_dict(), "libvirt_xml": xml}
+    emit(obj, data, lambda: click.echo("\n".join(lines)))
 
-    att = obj.store.volumes.attach(ref, userspace=userspace, readonly=True if readonly else None)
-    data = {
-        "device": att.device,
-        "uri": att.uri,
-        "libvirt_xml": disk_xml(att, obj.store.config.libvirt, target=target),
-        "mode": att.mode,
-        "access": att.access,
-        "kind": att.kind,
-        "resource_id": att.resource_id,
-    }
-    emit(obj, data, lambda: click.echo("\n".join(att.lines)))
 
-
-@group.command()
+@group.command(
+    epilog="""\b
+Examples:
+  atoll volume detach web1                          # release what attach made on this host
+  atoll volume detach web1 --domain vm1             # unplug from vm1 (the guest lets it go), then release
+  atoll volume detach web1 --domain vm1 --timeout 120
+"""
+)
 @click.argument("ref", metavar="VOLUME")
+@click.option("--domain", metavar="DOM", default=None, help="Unplug it from this libvirt domain first.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="S",
+    help="Seconds the guest gets to release the disk (default: libvirt.detach_timeout).",
+)
 @pass_ctx
-def detach(obj: Context, ref: str) -> None:
-    """Undo what attach made for VOLUME on this host (idempotent)."""
-    obj.store.volumes.detach(ref)
+def detach(obj: Context, ref: str, domain: str | None, timeout: float | None) -> None:
+    """Undo what attach made for VOLUME on this host (idempotent). A volume plugged into a libvirt
+    domain is unplugged with --domain, and released only once the guest let it go."""
+    if domain is None:
+        if timeout is not None:
+            raise click.UsageError("--timeout goes with --domain")
+        obj.store.volumes.detach(ref)
+    else:
+        obj.store.domains.detach(ref, domain, timeout=timeout)
     if not obj.json:
         click.echo(f"detached {ref}")
+
+
+@group.command(
+    epilog="""\b
+Examples:
+  atoll volume xml web1                    # as attached now: block device, NBD socket, file or rbd
+  atoll volume xml web1 --direct --target vdb > disk.xml && virsh attach-device vm1 disk.xml
+"""
+)
+@click.argument("ref", metavar="VOLUME")
+@click.option("--target", default=None, help="Disk target (default: as plugged, else vda).")
+@click.option("--direct", is_flag=True, help="The qcow2 file itself (QEMU opens the chain; no attach).")
+@pass_ctx
+def xml(obj: Context, ref: str, target: str | None, direct: bool) -> None:
+    """Print the libvirt <disk> element of VOLUME (rbd with cephx: the libvirt secret is defined)."""
+    text = obj.store.domains.xml(ref, target=target, direct=direct)
+    emit(obj, {"libvirt_xml": text}, lambda: click.echo(text, nl=False))
 
 
 @group.command(

@@ -46,11 +46,13 @@ def parse_rbd_uri(uri: str) -> dict[str, Any]:
     """``rbd:POOL/IMAGE[@SNAP][:id=USER][:mon_host=H1\\;H2]`` (QEMU's legacy syntax) → template fields."""
     body = uri.removeprefix("rbd:")
     parts = re.split(r"(?<!\\):", body)
-    fields: dict[str, Any] = {"image": parts[0], "user": None, "hosts": []}
+    fields: dict[str, Any] = {"image": parts[0], "user": None, "hosts": [], "conf": None}
     for part in parts[1:]:
         key, _, value = part.partition("=")
         if key == "id":
             fields["user"] = value
+        elif key == "conf":
+            fields["conf"] = value.replace("\\:", ":")
         elif key == "mon_host":
             for host in re.split(r"\\?;", value.replace("\\:", ":")):
                 name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
@@ -58,9 +60,17 @@ def parse_rbd_uri(uri: str) -> dict[str, Any]:
     return fields
 
 
-def disk_xml(att: Attachment, cfg: LibvirtConfig, target: str = "vda", secret_uuid: str | None = None) -> str:
-    """A ``<disk>`` element for ``att``: ``block`` (the device), ``file`` (the raw file), ``nbd`` (the
-    daemon's unix socket) or ``rbd``; driver options come from ``cfg`` (``libvirt:`` in the config)."""
+def disk_xml(
+    att: Attachment,
+    cfg: LibvirtConfig,
+    target: str = "vda",
+    secret_uuid: str | None = None,
+    cephx: bool = True,
+) -> str:
+    """A ``<disk>`` element for ``att``: ``block`` (the device), ``file`` (the raw file, or with
+    ``att.direct`` the qcow2 file QEMU opens with its chain), ``nbd`` (the daemon's unix socket) or
+    ``rbd`` (``<auth>`` naming the libvirt secret unless the cluster runs without ``cephx``); driver
+    options come from ``cfg`` (``libvirt:`` in the config)."""
     match = _TARGET_RE.match(target)
     if not match:
         raise InvalidInput("invalid disk target %(target)r (e.g. vda, sdb)", target=target)
@@ -70,6 +80,7 @@ def disk_xml(att: Attachment, cfg: LibvirtConfig, target: str = "vda", secret_uu
         "target": target,
         "bus": bus,
         "readonly": att.readonly,
+        "format": "qcow2" if att.direct else "raw",
     }
     if att.kind == "block":
         fields["device"] = att.device
@@ -79,6 +90,8 @@ def disk_xml(att: Attachment, cfg: LibvirtConfig, target: str = "vda", secret_uu
         fields["socket"] = (att.uri or "").removeprefix("nbd:unix:").split(":exportname=")[0]
     else:
         fields.update(parse_rbd_uri(att.uri or ""))
+        if not cephx:
+            fields["user"] = None
         fields["secret_uuid"] = secret_uuid
         fields["secret_usage"] = f"client.{fields['user']} secret"
     return _env().get_template(f"disk_{att.kind}.xml.j2").render(**fields)

@@ -64,7 +64,7 @@ class QsdAttacher(Attacher):
             export = self._export(d, req, blockdev["node-name"])
             daemon.start(self.run, d, blockdev, export, nbd=self._nbd(req))
             (d.path / SPEC_FILE).write_text(json.dumps(_wanted(req)))
-        common = {"host": HOST, "daemon_dir": str(d.path), "socket_dir": str(d.sockets)}
+        common: dict[str, Any] = {"host": HOST, "daemon_dir": str(d.path), "socket_dir": str(d.sockets)}
         if self._nbd(req):
             uri = f"nbd:unix:{d.nbd}"
             return Attachment(res.id, req.mode, req.access, "nbd", None, uri, **common)

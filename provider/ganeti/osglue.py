@@ -98,6 +98,39 @@ def copy_image(store: Store, res: Resource, target: str | os.PathLike[str]) -> N
         os.fsync(out.fileno())
 
 
+def check_handed(store: Store, vol: Resource, path: str) -> None:
+    """Customize only the disk Ganeti hands over: ``path`` (DISK_N_PATH) must be volume ``vol``'s data —
+    the device or file it is attached at on this host, or its own raw file. A volume found by a stale or
+    reused VOL_UUID is never written instead.
+
+    :raises InvalidInput: ``path`` is some other disk.
+    """
+    real = os.path.realpath(path)
+    att = store.datapath.attachment(vol.id)
+    known = [x for x in (att.device, att.uri, att.path) if x] if att is not None else []
+    raw_file = store.backend(vol.backend).raw_file(vol.locator, vol.disk_format)
+    if raw_file is not None:
+        known.append(str(raw_file))
+    if any(os.path.realpath(k) == real for k in known) or _loop_backed_by(real, known):
+        return
+    raise InvalidInput(
+        "DISK_0_PATH %(path)s is not volume %(name)s (%(where)s): refusing to customize a disk Ganeti "
+        "did not hand over",
+        path=path,
+        name=vol.name,
+        where=f"attached at {att.device or att.uri}" if att is not None else "not attached on this host",
+    )
+
+
+def _loop_backed_by(device: str, files: list[str]) -> bool:
+    from provider.datapath import loop
+
+    if not os.path.basename(device).startswith("loop"):
+        return False
+    backing = loop.backing_file(os.path.basename(device))
+    return backing is not None and any(os.path.realpath(f) == os.path.realpath(backing) for f in files)
+
+
 @contextmanager
 def raw_path(store: Store, vol: Resource | None, path: str | None) -> Iterator[Path]:
     """The disk to work on: a raw volume's own file, else Ganeti's DISK_N_PATH, else a local view.
@@ -108,6 +141,8 @@ def raw_path(store: Store, vol: Resource | None, path: str | None) -> Iterator[P
     Direct-I/O reads of the device see what was written through the file (the kernel writes cached
     pages back first).
     """
+    if vol is not None and path:
+        check_handed(store, vol, path)
     raw_file = store.backend(vol.backend).raw_file(vol.locator, vol.disk_format) if vol else None
     if raw_file is not None:
         yield raw_file

@@ -70,8 +70,10 @@ class Chains(Service):
         if not backend.capabilities & Capability.LAYERED or vol.disk_format != backend.volume_format:
             return False
         att = datapath.attachment(vol.id)
-        if att is not None and att.readonly:
-            return False  # the daemon reads the top: merged when next bound while detached or rw
+        if att is not None and (att.readonly or att.direct):
+            # The daemon reads the top, or QEMU opens the chain itself (no stream into a layer under
+            # its top through libvirt): merged when next bound while detached, or rw through a daemon.
+            return False
         chain = backend.chain(vol.locator)
         index = merge_target(len(chain), self.store.config.store.max_chain_depth, 0 if att is None else 1)
         if index is None:

@@ -38,6 +38,9 @@ class CustomizeService(Service):
         if vol.mode != "rw":
             raise InvalidInput("%(ref)r is a %(kind)s: only volumes are customized", ref=ref, kind=vol.kind)
         self.check_owner(vol)
+        # A guest (or anything else) may be using an attached volume: rewriting its filesystem under it
+        # would corrupt it. Ganeti's OS create customizes the disk Ganeti hands it, not through here.
+        self.store.datapath.refuse_if_attached(vol, "customize it")
         props = self.properties(vol.id)
         try:
             with local_disk(self.store, vol.id, writable=True) as path:

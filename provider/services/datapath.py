@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, Row, delete, select, update
 
 from atoll_common.rollback import rollback
 from provider.backends.base import SnapshotResult
+from provider.backends.qcow2 import Qcow2Backend
 from provider.catalog import schema as t
 from provider.datapath.base import Attacher, Request
+from provider.datapath.direct import DirectAttacher
+from provider.datapath.domains import Libvirt
 from provider.errors import CapabilityNotSupported, DataPathError, InUse, NotFound, PermissionDenied
 from provider.model import Access, Attachment, Mode, Resource
 from provider.services.base import Service, res_key
@@ -47,15 +53,28 @@ def _from_row(row: Row[Any]) -> Attachment:
         path=state.get("path"),
         daemon_dir=state.get("daemon_dir"),
         socket_dir=state.get("socket_dir"),
+        domain=state.get("domain"),
+        target=state.get("target"),
+        direct=bool(state.get("direct")),
     )
 
 
 class DataPath(Service):
     """``attach``/``detach`` for any resource; ``live_*`` for the volume service (which holds the lock)."""
 
-    def attacher(self, res: Resource) -> Attacher:
-        """The attacher ``res``'s backend declares for its disk format."""
+    def attacher(self, res: Resource, att: Attachment | None = None, direct: bool = False) -> Attacher:
+        """The attacher ``res``'s backend declares for its disk format, or for a ``direct`` attachment
+        (QEMU opens the qcow2 file itself) the one that goes through libvirt."""
         backend = self.store.backend(res.backend)
+        if direct or (att is not None and att.direct):
+            if not isinstance(backend, Qcow2Backend) or res.disk_format != "qcow2":
+                raise CapabilityNotSupported(
+                    backend=f"{backend.name} ({res.disk_format} {res.kind})",
+                    operation="give QEMU the qcow2 file directly (--direct is for qcow2 volumes)",
+                )
+            return DirectAttacher(
+                backend, self.store.config.run_dir, self.store.run, self.store.config.libvirt.uri
+            )
         cls = backend.attacher_class(res.disk_format)
         if cls is None:
             raise CapabilityNotSupported(backend=backend.name, operation="attach resources on this host")
@@ -73,7 +92,8 @@ class DataPath(Service):
         with self.catalog.read() as conn:
             return self.record(conn, rid)
 
-    def _save(self, att: Attachment, pid: int | None) -> None:
+    def save(self, att: Attachment, pid: int | None = None) -> None:
+        """Record ``att`` (replacing the resource's record on this host); ``pid``: the daemon serving it."""
         with self.catalog.write(res_key(att.resource_id), f"host:{att.host}") as conn:
             self._forget(conn, att.resource_id)
             record_host(conn, att.host)
@@ -99,7 +119,7 @@ class DataPath(Service):
         )
 
     # ---- attach / detach -------------------------------------------------------------------------
-    def _request(self, res: Resource, userspace: bool, readonly: bool | None) -> Request:
+    def request(self, res: Resource, userspace: bool, readonly: bool | None) -> Request:
         if res.mode == "ro" and readonly is False:
             raise PermissionDenied(reason=f"{res.kind} {res.name!r} is read-only: it attaches read-only")
         mode: Mode = "ro" if readonly or res.mode == "ro" else "rw"
@@ -112,37 +132,6 @@ class DataPath(Service):
         else:
             self.check_read(conn, res)
 
-    def attach(self, ref: str, *, userspace: bool = False, readonly: bool | None = None) -> Attachment:
-        """Attach ``ref`` (a volume, or read-only: a snapshot, image or object) on this host."""
-        with self.catalog.read() as conn:
-            res = self.resolve(conn, ref)
-            self._check_access(conn, res)
-        req = self._request(res, userspace, readonly)
-        with self.lock(res.id, res.kind):
-            with self.catalog.read() as conn:
-                res = self.load(conn, res.id)
-                current = self.record(conn, res.id)
-            attacher = self.attacher(res)
-            if current is not None:
-                if (current.mode, current.access) != (req.mode, req.access):
-                    raise InUse(
-                        what=res.kind,
-                        ref=res.name,
-                        reason=f"it is attached {current.mode} in {current.access} "
-                        f"({current.device or current.uri}): release it with "
-                        f"'atoll volume detach {res.name}'",
-                    )
-                if attacher.healthy(current):
-                    return current
-                LOG.warning("the data path of %s %s is down: bringing it up again", res.kind, res.name)
-            att = attacher.attach(res, req)
-            failpoint("attach.after-datapath")
-            with rollback() as undo:
-                undo.push(attacher.detach, res, att)
-                self._save(att, attacher.server_pid(att))
-        LOG.info("%s %s attached: %s", res.kind, res.name, " ".join(att.lines))
-        return att
-
     def _find_for_detach(self, ref: str) -> Resource:
         """Detach also reaches a resource deleted while attached (by id), so nothing stays behind."""
         try:
@@ -154,18 +143,79 @@ class DataPath(Service):
             with self.catalog.read() as conn:
                 return self.load(conn, ref, states=("deleted",))
 
-    def detach(self, ref: str) -> None:
-        """Undo what attach made for ``ref`` on this host; detaching a detached resource does nothing."""
-        res = self._find_for_detach(ref)
-        with self.catalog.read() as conn:
-            self._check_access(conn, res)
-        with self.lock(res.id, res.kind):
+    @contextmanager
+    def locked(self, ref: str, *, detaching: bool = False) -> Iterator[Resource]:
+        """Resolve ``ref``, check the caller may use it, hold its lock and yield it as it is now (for
+        ``detaching``, also a resource deleted while attached, by id)."""
+        if detaching:
+            res = self._find_for_detach(ref)
             with self.catalog.read() as conn:
-                att = self.record(conn, res.id)
-            self.attacher(res).detach(res, att)
-            failpoint("detach.after-datapath")
-            with self.catalog.write(res_key(res.id)) as conn:
-                self._forget(conn, res.id)
+                self._check_access(conn, res)
+        else:
+            with self.catalog.read() as conn:
+                res = self.resolve(conn, ref)
+                self._check_access(conn, res)
+        with self.lock(res.id, res.kind):
+            if not detaching:
+                with self.catalog.read() as conn:
+                    res = self.load(conn, res.id)
+            yield res
+
+    def attach(self, ref: str, *, userspace: bool = False, readonly: bool | None = None) -> Attachment:
+        """Attach ``ref`` (a volume, or read-only: a snapshot, image or object) on this host."""
+        with self.locked(ref) as res:
+            return self.attach_locked(res, userspace=userspace, readonly=readonly)
+
+    def attach_locked(
+        self, res: Resource, *, userspace: bool = False, readonly: bool | None = None, direct: bool = False
+    ) -> Attachment:
+        """``attach`` for a caller that holds the lock; ``direct``: QEMU will open the qcow2 file itself."""
+        req = self.request(res, userspace or direct, readonly)
+        current = self.attachment(res.id)
+        attacher = self.attacher(res, current, direct=direct)
+        if current is not None:
+            self._check_same(res, current, req, direct)
+            if attacher.healthy(current):
+                return current
+            LOG.warning("the data path of %s %s is down: bringing it up again", res.kind, res.name)
+        att = attacher.attach(res, req)
+        failpoint("attach.after-datapath")
+        with rollback() as undo:
+            undo.push(attacher.detach, res, att)
+            self.save(att, attacher.server_pid(att))
+        LOG.info("%s %s attached: %s", res.kind, res.name, " ".join(att.lines))
+        return att
+
+    def _check_same(self, res: Resource, current: Attachment, req: Request, direct: bool) -> None:
+        if (current.mode, current.access, current.direct) == (req.mode, req.access, direct):
+            return
+        how = f"{current.mode} in {current.access} ({current.device or current.uri})"
+        if current.direct:
+            how = f"to libvirt domain {current.domain} as {current.target}, its qcow2 file opened by QEMU"
+        raise InUse(what=res.kind, ref=res.name, reason=f"it is attached {how}: detach it first")
+
+    def detach(self, ref: str) -> None:
+        """Undo what attach made for ``ref`` on this host; detaching a detached resource does nothing.
+
+        :raises InUse: it is plugged into a libvirt domain (unplug it with ``--domain`` first).
+        """
+        with self.locked(ref, detaching=True) as res:
+            att = self.attachment(res.id)
+            if att is not None and att.domain is not None:
+                raise InUse(
+                    what=res.kind,
+                    ref=res.name,
+                    reason=f"it is plugged into libvirt domain {att.domain} as {att.target}: "
+                    f"atoll volume detach {res.name} --domain {att.domain}",
+                )
+            self.detach_locked(res, att)
+
+    def detach_locked(self, res: Resource, att: Attachment | None) -> None:
+        """Release the data path of ``res`` (the caller holds the lock and has unplugged it)."""
+        self.attacher(res, att).detach(res, att)
+        failpoint("detach.after-datapath")
+        with self.catalog.write(res_key(res.id)) as conn:
+            self._forget(conn, res.id)
         if att is not None:
             LOG.info("%s %s detached", res.kind, res.name)
 
@@ -197,6 +247,8 @@ class DataPath(Service):
             return
         att = _from_row(row)
         where = att.device or att.uri or "?"
+        if att.domain is not None:
+            where += f", plugged into libvirt domain {att.domain} as {att.target}"
         detach = f"atoll volume detach {res.name}"
         if att.host != HOST:
             forgotten = host is not None and host.state == "forgotten"
@@ -258,7 +310,7 @@ class DataPath(Service):
         att = self.attachment(res.id)
         if att is None:
             return None
-        attacher = self.attacher(res)
+        attacher = self.attacher(res, att)
         if not attacher.healthy(att):
             raise DataPathError(
                 reason=f"the data path of {res.kind} {res.name} is down: attach it again to recover it, "
@@ -272,18 +324,44 @@ class DataPath(Service):
         if live is None:
             return False
         live[0].grow(res, live[1], size)
+        if live[1].domain is not None and not live[1].direct:
+            self._resize_in_domain(live[1], size)
         return True
+
+    def _resize_in_domain(self, att: Attachment, size: int) -> None:
+        """The disk grew under the QEMU of the domain it is plugged into: make QEMU (and so the guest)
+        see the new size (a raw file or device of that size already: QEMU only takes note)."""
+        lv = Libvirt(self.store.config.libvirt.uri)
+        with lv.connect() as conn:
+            try:
+                dom = lv.domain(conn, att.domain or "")
+            except NotFound:
+                return
+            if att.target in lv.live_disks(dom):
+                lv.resize(dom, att.target or "", size)
 
     def live_snapshot(self, res: Resource, new_locator: str) -> SnapshotResult | None:
         """Snapshot an attached volume through its data path; None: the backend may do it offline."""
         live = self._live(res)
-        return live[0].snapshot(res, live[1], new_locator) if live else None
+        if live is None:
+            return None
+        result = live[0].snapshot(res, live[1], new_locator)
+        if result is not None:
+            self._moved(res, live[1], result.volume_locator)
+        return result
 
     def live_push_overlay(self, res: Resource, top_locator: str, new_locator: str) -> None:
         live = self._live(res)
         if live is None:
             raise DataPathError(reason=f"{res.kind} {res.name} is not attached on this host")
         live[0].push_overlay(res, live[1], top_locator, new_locator)
+        self._moved(res, live[1], new_locator)
+
+    def _moved(self, res: Resource, att: Attachment, top_locator: str) -> None:
+        """QEMU opens a direct attachment's top file itself: the record follows it to ``top_locator``."""
+        if att.direct:
+            path = str(self.store.backend(res.backend).path(top_locator))
+            self.save(replace(att, uri=path, path=path))
 
     def live_stream(self, res: Resource, layer: str, base_locator: str) -> bool:
         """Merge into ``layer`` the layers down to ``base_locator`` live; False when it cannot be done."""

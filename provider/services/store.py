@@ -14,6 +14,7 @@ from provider.services.base import Caller
 from provider.services.containers import ContainerService
 from provider.services.customize import CustomizeService
 from provider.services.datapath import DataPath
+from provider.services.domains import DomainService
 from provider.services.fsck import FsckService
 from provider.services.glance import GlanceService
 from provider.services.hashmaps import HashmapService
@@ -151,6 +152,11 @@ class Store:
     @cached_property
     def scrub(self) -> ScrubService:
         return ScrubService(self)
+
+    @cached_property
+    def domains(self) -> DomainService:
+        """libvirt domains: plug volumes into guests (libvirt-python, imported on first use)."""
+        return DomainService(self)
 
     @cached_property
     def image_adoption(self) -> ImageAdoption:

@@ -79,6 +79,7 @@ def node_variables(root: Path, **extra: object) -> dict[str, object]:
     return {
         "atoll_source_dir": str(root / "src"),
         "atoll_home": str(root / "opt" / "atoll"),
+        "atoll_bin_link": str(root / "usr" / "local" / "bin" / "atoll"),
         "atoll_config_path": str(root / "etc" / "atoll" / "atoll.yaml"),
         "atoll_store_path": str(root / "var" / "lib" / "atoll"),
         "atoll_ganeti_extstorage_dir": str(root / "srv" / "ganeti" / "extstorage"),
@@ -179,6 +180,7 @@ def cluster_nodes(node: Node, ceph_conf: str, postgres_url: str) -> Cluster:
     shared: dict[str, object] = {
         "atoll_source_dir": str(root / "src"),
         "atoll_home": str(root / "cluster" / "opt" / "atoll"),
+        "atoll_bin_link": str(root / "cluster" / "usr" / "local" / "bin" / "atoll"),
         "atoll_store_backend": "rbd",
         "atoll_rbd_pool": os.environ.get("ATOLL_TEST_CEPH_POOL", "atoll"),
         "atoll_rbd_namespace": f"ansible-{uuid.uuid4().hex[:12]}",

@@ -73,6 +73,22 @@ def test_atoll_version(node: Node, host: Host) -> None:
     assert host.check_output(f"{node.atoll} --version").split()[-1] == __version__
 
 
+def test_atoll_is_on_roots_path(node: Node, host: Host) -> None:
+    """The role links the venv's atoll into a directory on root's PATH (/usr/local/bin by default;
+    under the test's private root here), so `atoll` works in a root shell without the venv's path."""
+    link = host.file(node.var("atoll_bin_link"))
+    assert link.is_symlink and link.linked_to == f"{node.var('atoll_home')}/venv/bin/atoll"
+    assert link.user == "root"
+    bin_dir = shlex.quote(str(Path(node.var("atoll_bin_link")).parent))
+    out = host.check_output(f"env -i HOME=/root PATH={bin_dir}:/usr/bin:/bin atoll --version")
+    assert out.split()[-1] == __version__
+    defaults = yaml.safe_load(
+        (Path(__file__).parents[2] / "ansible/roles/atoll/defaults/main.yml").read_text()
+    )
+    login_path = host.check_output("env -i HOME=/root sh -lc 'echo $PATH'").split(":")
+    assert str(Path(defaults["atoll_bin_link"]).parent) in login_path
+
+
 def test_installed_sources_are_recorded(node: Node, host: Host) -> None:
     manifest = host.file(f"{node.var('atoll_home')}/venv/atoll-sources.sha1")
     assert manifest.mode == 0o644

@@ -99,6 +99,37 @@ def test_create_on_a_plain_disk_copies_then_customizes(
     guest.assert_fs_fills_partition(disk)
 
 
+def test_create_customizes_only_the_disk_ganeti_hands_over(
+    installed: Installed, guest_image: Path, tmp_path: Path
+) -> None:
+    """A volume found by DISK_0_UUID is customized only when DISK_0_PATH is its data: another disk (a
+    stale or reused UUID) is refused, and neither that disk nor the volume changes."""
+    store = installed.env.open()
+    register_image(installed.env, guest_image, "guest")
+    vol = store.volumes.create("vol-of-vm1", source="guest")
+    store.volumes.set_ganeti(vol.id, {"VOL_UUID": "u-1"})
+    vol_file = store.backend().path(vol.locator)
+    vol_before = vol_file.read_bytes()
+    other = write_disk(tmp_path / "other", 4 * MIB)
+    other_before = other.read_bytes()
+    env = {**OS_ENV, "INSTANCE_NAME": "vm1", "DISK_COUNT": "1", "DISK_0_UUID": "u-1", "OSP_HOSTNAME": "vm1"}
+    proc = installed.run(installed.os, "create", **env, DISK_0_PATH=str(other))
+    assert proc.returncode == 1
+    assert last_line(proc.stderr) == (
+        f"atoll-os create: error: DISK_0_PATH {other} is not volume vol-of-vm1 (not attached on this "
+        "host): refusing to customize a disk Ganeti did not hand over"
+    )
+    assert other.read_bytes() == other_before and vol_file.read_bytes() == vol_before
+    device = store.volumes.attach(vol.id).device  # what Ganeti's attach gives it
+    assert device is not None
+    try:
+        handed = installed.run(installed.os, "create", **env, DISK_0_PATH=device)
+        assert handed.returncode == 0, handed.stderr
+    finally:
+        store.volumes.detach(vol.id)
+    assert vol_file.read_bytes() != vol_before
+
+
 HOOK = {
     "GANETI_HOOKS_VERSION": "2",
     "GANETI_HOOKS_PHASE": "post",
