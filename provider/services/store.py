@@ -15,6 +15,7 @@ from provider.services.base import Caller
 from provider.services.customize import CustomizeService
 from provider.services.fsck import FsckService
 from provider.services.images import ImageService
+from provider.services.imports import ImportService
 from provider.services.objects import ObjectService
 from provider.services.resources import ResourceService
 from provider.services.volumes import VolumeService
@@ -83,6 +84,10 @@ class Store:
     @cached_property
     def images(self) -> ImageService:
         return ImageService(self)
+
+    @cached_property
+    def imports(self) -> ImportService:
+        return ImportService(self)
 
     @cached_property
     def volumes(self) -> VolumeService:

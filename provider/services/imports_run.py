@@ -1,0 +1,275 @@
+"""Running one import job: fetch or open the source, inspect it, convert it, store it, register it.
+
+The source reaches ``qemu-img`` only after the inspector accepted it, as a file nobody else can change
+in between: a staged upload or download (ours), or a local file owned by us (or root) and writable by
+nobody else, read through the descriptor we inspected; any other local file is copied first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+
+from provider.catalog import schema as t
+from provider.errors import AtollError, Conflict
+from provider.imaging.convert import Limits, check_info, convert
+from provider.imaging.fetch import fetch
+from provider.imaging.inspect import Inspection, inspect
+from provider.services.base import Service, now
+from provider.services.imports_jobs import IMPORTS_CONTAINER, Job, this_worker
+from provider.services.model import Resource
+
+LOG = logging.getLogger(__name__)
+
+_PROGRESS_EVERY = 0.5  # seconds between progress writes to the catalog
+
+
+class _Hasher(io.RawIOBase):
+    """A write-only sink that hashes what it is given (to fill in a digest lazily)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        return memoryview(data).nbytes
+
+
+Listener = Callable[[str | None, int, int | None], None]  # (phase, done, total) as the job advances
+
+
+class ImportRunner(Service):
+    """Runs jobs as the store's caller (the job's owner)."""
+
+    _last_progress = 0.0
+    listener: Listener | None = None
+
+    def claim(self, job_id: str) -> bool:
+        """Take a queued job for this process; False when another worker took it first."""
+        with self.catalog.write() as conn:
+            done = conn.execute(
+                update(t.import_jobs)
+                .where(t.import_jobs.c.id == job_id, t.import_jobs.c.state == "queued")
+                .values(
+                    state="importing",
+                    worker=json.dumps(this_worker()),
+                    attempts=t.import_jobs.c.attempts + 1,
+                    updated_at=now(),
+                )
+            )
+            return done.rowcount == 1
+
+    def run(self, job: Job) -> Job:
+        """Carry a claimed job to ``active`` or ``killed`` (with the reason); never leaves it importing."""
+        try:
+            res = self._run(job)
+        except AtollError as e:
+            self._finish(job, "killed", reason=str(e))
+        except BaseException as e:
+            reason = (
+                "interrupted" if isinstance(e, KeyboardInterrupt | SystemExit) else f"internal error: {e!r}"
+            )
+            self._finish(job, "killed", reason=reason)
+            if not isinstance(e, Exception):
+                raise
+            LOG.exception("import %s failed", job.id)
+        else:
+            self._finish(job, "active")
+            self._fill_digest(job, res)
+        return self.store.imports.show(job.id)
+
+    def _run(self, job: Job) -> Resource:
+        with self._source(job) as (source, fd, own):
+            found = self._inspect(job, fd)
+            raw = own  # our own staged copy is stored as is (a rename where the backend can)
+            if found.needs_conversion:
+                raw = self._scratch(job, "raw")
+                self._convert(job, source, found, raw)
+            return self._store(job, found, raw, fd)
+
+    # ---- source --------------------------------------------------------------------------------------
+    @contextmanager
+    def _source(self, job: Job) -> Iterator[tuple[str, int, Path | None]]:
+        """``(path qemu-img may open, descriptor the inspector reads, the file if it is ours)``."""
+        own: Path | None = Path(job.source)
+        if job.method == "web-download":
+            own = self._scratch(job, "download")
+            self._phase(job, "fetching")
+            with open(own, "xb") as out:
+                fetch(job.source, out, self.store.imports.policy, lambda d, n: self._progress(job, d, n))
+        fd = os.open(job.source if own is None else own, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if job.method == "local-file":
+                own = None
+                if not _trusted(os.fstat(fd)):
+                    os.close(fd)
+                    own = self._copy_local(job, Path(job.source))
+                    fd = os.open(own, os.O_RDONLY | os.O_CLOEXEC)
+            yield f"/proc/{os.getpid()}/fd/{fd}", fd, own
+        finally:
+            os.close(fd)
+
+    def _copy_local(self, job: Job, path: Path) -> Path:
+        """Copy a file others could change between inspection and conversion."""
+        copy = self._scratch(job, "copy")
+        self._phase(job, "copying")
+        with open(path, "rb") as src, open(copy, "xb") as dst:
+            shutil.copyfileobj(src, dst, 4 << 20)
+        return copy
+
+    def _scratch(self, job: Job, kind: str) -> Path:
+        """A scratch file of the job, recorded first so a restart removes it if this process dies."""
+        path = self.store.backend().scratch_dir() / f".import-{job.id}.{kind}"
+        with self.catalog.write() as conn:
+            row = conn.execute(t.import_jobs.select().where(t.import_jobs.c.id == job.id)).one()
+            files = sorted({*json.loads(row.scratch or "[]"), str(path)})
+            conn.execute(
+                update(t.import_jobs).where(t.import_jobs.c.id == job.id).values(scratch=json.dumps(files))
+            )
+        return path
+
+    # ---- inspect, convert ----------------------------------------------------------------------------
+    def _inspect(self, job: Job, fd: int) -> Inspection:
+        self._phase(job, "inspecting")
+
+        def read(offset: int, length: int) -> bytes:
+            return os.pread(fd, length, offset)
+
+        limit = self.store.config.imports.max_virtual_size
+        return inspect(read, os.fstat(fd).st_size, declared=job.disk_format, max_virtual_size=limit)
+
+    def _convert(self, job: Job, source: str, found: Inspection, raw: Path) -> None:
+        cfg = self.store.config.imports
+        check_info(
+            source, found.format, found.virtual_size, Limits(cfg.info_timeout, 1 << 30), self.store.run
+        )
+        self._phase(job, "converting", total=found.virtual_size)
+        limits = Limits(cfg.convert_timeout, cfg.convert_memory)
+        size = found.virtual_size
+        convert(
+            source, found.format, raw, limits, progress=lambda p: self._progress(job, p * size / 100, size)
+        )
+
+    # ---- store and register --------------------------------------------------------------------------
+    def _store(self, job: Job, found: Inspection, raw: Path | None, fd: int) -> Resource:
+        self._phase(job, "storing")
+        backend = self.store.backend()
+        rid, locator = job.image_id, backend.new_locator(job.image_id, "ro")
+        with self.write_then_remove() as (conn, _):
+            self.insert_pending(
+                conn, rid=rid, size=0, mode="ro", backend=backend.name, locator=locator, disk_format="raw",
+                parent=None, op="import", remove_on_abort=[locator],
+            )  # fmt: skip
+            conn.execute(
+                t.object_views.insert().values(
+                    resource_id=rid,
+                    container=IMPORTS_CONTAINER,
+                    name=job.name,
+                    content_type="application/octet-stream",
+                    meta=json.dumps({"import-job": job.id, "source-format": found.format}),
+                    created_at=now(),
+                )
+            )
+        try:
+            if raw is None:
+                with os.fdopen(os.dup(fd), "rb") as stream:
+                    stream.seek(0)
+                    result = backend.import_stream(locator, stream, lambda n: None)
+            else:
+                result = backend.adopt(locator, raw)
+            with self.catalog.write() as conn:
+                self.mark_available(conn, rid, size=result.size, sha256=result.sha256)
+        except BaseException:
+            self.abort_pending(rid)
+            raise
+        return self._register(job, found, rid)
+
+    def _register(self, job: Job, found: Inspection, rid: str) -> Resource:
+        fmt = "iso" if found.format == "iso" else "raw"
+        opts = job.options
+        try:
+            return self.store.images.register(
+                rid,
+                job.name,
+                properties=opts.get("properties") or {},
+                public=opts.get("visibility") == "public",
+                disk_format=fmt,
+            )
+        except BaseException:
+            self.store.objects.delete(rid)  # the data goes with the failed registration
+            raise
+
+    def _fill_digest(self, job: Job, res: Resource) -> None:
+        """A file store adopted the converted file without reading it: hash it now (the image is
+        already usable; ``phase`` says ``digest`` meanwhile)."""
+        if res.sha256 is not None:
+            return
+        self._phase(job, "digest", total=res.size)
+        sink = _Hasher()
+        try:
+            with io.BufferedWriter(sink, 4 << 20) as out:
+                self.store.backend(res.backend).export_stream(res.locator, "raw", out)
+        except (OSError, AtollError) as e:
+            LOG.warning("could not hash %s: %s", res.id, e)
+        else:
+            with self.catalog.write() as conn:
+                conn.execute(
+                    update(t.resources)
+                    .where(t.resources.c.id == res.id)
+                    .values(sha256=sink.digest.hexdigest())
+                )
+        self._phase(job, None)
+
+    # ---- job rows ------------------------------------------------------------------------------------
+    def _update(self, job: Job, **values: Any) -> None:
+        with self.catalog.write() as conn:
+            conn.execute(
+                update(t.import_jobs).where(t.import_jobs.c.id == job.id).values(updated_at=now(), **values)
+            )
+
+    def _phase(self, job: Job, phase: str | None, total: int | None = None) -> None:
+        self._update(job, phase=phase, done=0, total=total)
+        self._last_progress = time.monotonic()
+        if self.listener:
+            self.listener(phase, 0, total)
+
+    def _progress(self, job: Job, done: float, total: float | None) -> None:
+        """Record progress at most every half second (``done``/``total`` in bytes or percent)."""
+        if self.listener:
+            self.listener("", int(done), None if total is None else int(total))
+        if time.monotonic() - self._last_progress < _PROGRESS_EVERY and done != total:
+            return
+        self._last_progress = time.monotonic()
+        self._update(job, done=int(done), total=None if total is None else int(total))
+
+    def _finish(self, job: Job, state: str, reason: str | None = None) -> None:
+        current = self.store.imports.show(job.id)
+        for path in current.scratch:
+            Path(path).unlink(missing_ok=True)
+        if job.method == "glance-direct":
+            Path(job.source).unlink(missing_ok=True)
+        self._update(job, state=state, reason=reason, phase=None, worker=None, scratch=None)
+        LOG.info("import %s of %s: %s%s", job.id, job.name, state, f" ({reason})" if reason else "")
+
+
+def _trusted(st: os.stat_result) -> bool:
+    """A regular file only we (or root) can change: safe to inspect, then convert in place."""
+    if not stat.S_ISREG(st.st_mode):
+        raise Conflict(reason="the import source is not a regular file")
+    return st.st_uid in (0, os.geteuid()) and not st.st_mode & 0o022
