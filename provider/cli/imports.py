@@ -86,7 +86,7 @@ def jobs_cmd(obj: Context, ref: str | None) -> None:
     """List import jobs (yours; an admin sees all), or show one: state, phase, progress, reason."""
     store = obj.store
     if ref:
-        job = store.imports.show(ref)
+        job = store.imports.status(ref)
         print_resource(obj, job.to_dict())
         return
     found = store.imports.list()

@@ -147,6 +147,11 @@ class ImportService(Service):
             raise NotFound(what="import job", ref=ref)
         return next((j for j in rows if j.id == ref), rows[0])
 
+    def status(self, ref: str) -> Job:
+        """:meth:`show` after recovering dead jobs: what interfaces report (never a stale importing)."""
+        self.recover()
+        return self.show(ref)
+
     def list(self, *, include_done: bool = True) -> list[Job]:
         self.recover()
         with self.catalog.read() as conn:
@@ -158,7 +163,7 @@ class ImportService(Service):
     def recover(self) -> builtins.list[Job]:
         """Resume (queue again) server jobs whose worker died, fail CLI ones; return what changed."""
         changed: builtins.list[Job] = []
-        with self.catalog.write() as conn:
+        with self.write_then_remove() as (conn, _):  # also drops the dead process's pending resource
             rows = conn.execute(select(t.import_jobs).where(t.import_jobs.c.state == "importing")).all()
             for job in (Job.from_row(r) for r in rows):
                 if job.worker is None or worker_alive(job.worker):

@@ -245,7 +245,7 @@ class ImportRunner(Service):
 
     def _phase(self, job: Job, phase: str | None, total: int | None = None) -> None:
         self._update(job, phase=phase, done=0, total=total)
-        self._last_progress = time.monotonic()
+        self._last_progress = 0.0  # the phase's first progress is always written
         if self.listener:
             self.listener(phase, 0, total)
 

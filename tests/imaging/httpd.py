@@ -1,4 +1,5 @@
-"""A local HTTP server for web-download tests: files from a directory, redirects, a truncated body."""
+"""A local HTTP server for web-download tests: files from a directory, redirects, a truncated body, a
+body that stalls half-way until released."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class Server:
         self.httpd = httpd
         self.redirects: dict[str, str] = {}  # path -> Location
         self.requests: list[str] = []
+        self.release = threading.Event()  # /stall/ bodies wait for it half-way
 
     @property
     def url(self) -> str:
@@ -33,6 +35,16 @@ def _handler(server_ref: list[Server]) -> type[BaseHTTPRequestHandler]:
                 self.send_response(302)
                 self.send_header("Location", server.redirects[self.path])
                 self.end_headers()
+                return
+            if self.path.startswith("/stall/"):
+                data = (server.root / self.path.removeprefix("/stall/")).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                server.release.wait(60)
+                self.wfile.write(data[len(data) // 2 :])
                 return
             if self.path.startswith("/truncated/"):
                 data = (server.root / self.path.removeprefix("/truncated/")).read_bytes()
@@ -65,5 +77,6 @@ def serve(root: Path) -> Iterator[Server]:
     try:
         yield ref[0]
     finally:
+        ref[0].release.set()
         httpd.shutdown()
         httpd.server_close()
