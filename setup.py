@@ -18,6 +18,9 @@ setup(
         "sqlalchemy>=2.0",
         "tqdm>=4.66",
         "requests>=2.31",
+        "falcon>=4.0",
+        "gunicorn>=22",
+        "argon2-cffi>=23.1",
     ],
     extras_require={
         "postgresql": ["psycopg[binary]>=3.1"],
@@ -34,6 +37,10 @@ setup(
             "ansible-lint>=26.10,<27",
             "yamllint>=1.38",
             "pytest-testinfra>=10.2",
+            "keystoneauth1>=5.6",
+            "python-glanceclient>=4.5",
+            "openstacksdk>=3.0",
+            "pyopenssl>=24.2",  # Debian's python3-openssl does not match the venv's cryptography
         ],
     },
     entry_points={

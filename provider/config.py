@@ -22,6 +22,18 @@ Example::
       admins: [root]          # users who may set protected properties and see every image
     images:
       protected_properties: ["ATOLL_*"]
+      property_protections:   # Glance's role-based rules (first matching pattern wins)
+        "x_billing_*": {create: [admin], read: [admin, member], update: [admin], delete: [admin]}
+    api:                      # atoll serve (the HTTP services)
+      bind: 127.0.0.1:9292    # host:port, or unix:/path
+      workers: 2              # gunicorn worker processes      Related options: threads
+      threads: 16             # threads per worker (gthread): concurrent requests per process
+      public_url: ""          # the base URL clients reach (catalog endpoints); "" = http://<bind>
+      region: RegionOne
+      token_ttl: 3600         # seconds a Keystone token lives
+      max_request_body: 1048576     # bytes of a JSON request body (uploads are not limited by this)
+      max_image_size: 1099511627776  # bytes of one image upload (413 beyond)
+      timeout: 600            # seconds a worker may spend on one request before it is restarted
     imports:                  # atoll image import / Glance interoperable import
       max_virtual_size: 4T    # refuse images whose guest disk is larger
       max_download_size: 64G  # web-download: bytes fetched at most
@@ -80,12 +92,43 @@ class AuthConfig:
     admins: tuple[str, ...] = ("root",)
 
 
+PROPERTY_OPERATIONS = ("create", "read", "update", "delete")
+
+
 @dataclass(frozen=True)
 class ImagesConfig:
     protected_properties: tuple[str, ...] = ("ATOLL_*",)
+    # Glance-style role-based rules: {pattern: {create|read|update|delete: [roles]}}; "@" = every role,
+    # "!" = nobody. ``protected_properties`` patterns mean admin-only create/update/delete, read by all.
+    property_protections: tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...] = ()
 
     def is_protected(self, key: str) -> bool:
         return any(fnmatch.fnmatchcase(key.upper(), pat.upper()) for pat in self.protected_properties)
+
+    def allowed_roles(self, key: str, operation: str) -> tuple[str, ...] | None:
+        """The roles that may do ``operation`` on property ``key`` (None: anyone); first match wins."""
+        for pattern, ops in self.property_protections:
+            if fnmatch.fnmatchcase(key.upper(), pattern.upper()):
+                return dict(ops).get(operation, ("!",))
+        if self.is_protected(key):
+            return None if operation == "read" else ("admin",)
+        return None
+
+
+def _protections(value: Any) -> tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]:
+    if not isinstance(value, dict):
+        raise ValueError("must map property patterns to {create, read, update, delete: [roles]}")
+    rules = []
+    for pattern, ops in value.items():
+        if not isinstance(ops, dict) or set(ops) - set(PROPERTY_OPERATIONS):
+            raise ValueError(f"{pattern}: use the operations {', '.join(PROPERTY_OPERATIONS)}")
+        rules.append(
+            (
+                str(pattern),
+                tuple((op, tuple(str(r) for r in ops.get(op) or ("!",))) for op in PROPERTY_OPERATIONS),
+            )
+        )
+    return tuple(rules)
 
 
 @dataclass(frozen=True)
@@ -119,6 +162,26 @@ class LibvirtConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    bind: str = "127.0.0.1:9292"
+    workers: int = 2
+    threads: int = 16
+    public_url: str = ""
+    region: str = "RegionOne"
+    token_ttl: int = 3600
+    max_request_body: int = 1 << 20
+    max_image_size: int = 1 << 40
+    timeout: int = 600
+
+    @property
+    def base_url(self) -> str:
+        """Where clients reach the server: ``public_url``, else derived from ``bind``."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.bind}"
+
+
+@dataclass(frozen=True)
 class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
@@ -126,6 +189,7 @@ class Config:
     images: ImagesConfig = field(default_factory=ImagesConfig)
     imports: ImportsConfig = field(default_factory=ImportsConfig)
     libvirt: LibvirtConfig = field(default_factory=LibvirtConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     source: Path | None = None
 
     @property
@@ -175,7 +239,7 @@ def parse(raw: dict[str, Any] | None, source: Path | None = None) -> Config:
     raw = raw or {}
     if not isinstance(raw, dict):
         raise BadConfiguration(reason="the configuration must be a YAML mapping")
-    unknown = set(raw) - {"store", "catalog", "auth", "images", "imports", "libvirt"}
+    unknown = set(raw) - {"store", "catalog", "auth", "images", "imports", "libvirt", "api"}
     if unknown:
         raise BadConfiguration(reason=f"unknown section(s): {', '.join(sorted(unknown))}")
     store = _section(
@@ -195,12 +259,30 @@ def parse(raw: dict[str, Any] | None, source: Path | None = None) -> Config:
         catalog=_section(raw, "catalog", CatalogConfig, {"url": str, "busy_timeout": float}),
         auth=_section(raw, "auth", AuthConfig, {"admins": lambda v: tuple(str(x) for x in v)}),
         images=_section(
-            raw, "images", ImagesConfig, {"protected_properties": lambda v: tuple(str(x) for x in v)}
+            raw,
+            "images",
+            ImagesConfig,
+            {
+                "protected_properties": lambda v: tuple(str(x) for x in v),
+                "property_protections": _protections,
+            },
         ),
         imports=_imports(raw),
         libvirt=_section(raw, "libvirt", LibvirtConfig, {}),
+        api=_api_section(raw),
         source=source,
     )
+
+
+def _api_section(raw: dict[str, Any]) -> ApiConfig:
+    ints = ("workers", "threads", "token_ttl", "max_request_body", "max_image_size", "timeout")
+    api: ApiConfig = _section(raw, "api", ApiConfig, {**dict.fromkeys(ints, int), "bind": str})
+    for key in ints:
+        if getattr(api, key) < 1:
+            raise BadConfiguration(reason=f"api.{key} must be at least 1")
+    if not api.bind.startswith("unix:") and ":" not in api.bind:
+        raise BadConfiguration(reason=f"api.bind {api.bind!r} must be HOST:PORT or unix:PATH")
+    return api
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:

@@ -83,3 +83,15 @@ class DataPathError(AtollError):
     """Attaching, detaching or a live operation through the data path failed."""
 
     message = "data path failure: %(reason)s"
+
+
+class AuthenticationFailed(AtollError):
+    """Wrong credentials, or a token that is missing, malformed, expired or revoked (HTTP 401)."""
+
+    message = "authentication failed: %(reason)s"
+
+
+class TooLarge(InvalidInput):
+    """A request body or image larger than the configured limit (HTTP 413)."""
+
+    message = "%(what)s is larger than the limit of %(limit)d bytes"

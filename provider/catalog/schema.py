@@ -68,6 +68,7 @@ image_views = Table(
     Column("properties", Text, nullable=False),
     Column("created_at", Text, nullable=False),
     Column("updated_at", Text, nullable=False),
+    Column("glance", Text, nullable=False),
 )
 
 image_members = Table(
@@ -75,6 +76,9 @@ image_members = Table(
     metadata,
     Column("resource_id", Text, primary_key=True),
     Column("member", Text, primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
 )
 
 volume_views = Table(
@@ -102,6 +106,62 @@ attachments = Table(
     Column("uri", Text),
     Column("state", Text, nullable=False),
     Column("created_at", Text, nullable=False),
+)
+
+
+# Identity (Keystone v3 subset). A project owns resources (``resources.owner`` and ``image_views.owner``
+# hold project ids); the local CLI's OS user is the project of the same name (id = name). Passwords are
+# argon2 hashes; tokens are stored as their sha256, never in clear.
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("domain_id", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("enabled", Integer, nullable=False),
+    Column("created_at", Text, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("domain_id", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("default_project_id", Text),
+    Column("enabled", Integer, nullable=False),
+    Column("created_at", Text, nullable=False),
+)
+
+role_assignments = Table(
+    "role_assignments",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("project_id", Text, primary_key=True),
+    Column("role", Text, primary_key=True),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("project_id", Text, nullable=False),
+    Column("roles", Text, nullable=False),
+    Column("audit_id", Text, nullable=False),
+    Column("issued_at", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+)
+
+# Glance's image attributes that the image view lacks: tags, member status, and the rest of the record
+# (min_disk, min_ram, protected, checksums, community visibility) in ``image_views.glance`` as JSON.
+image_tags = Table(
+    "image_tags",
+    metadata,
+    Column("resource_id", Text, primary_key=True),
+    Column("tag", Text, primary_key=True),
 )
 
 # Image imports (atoll image import, Glance's glance-direct and web-download): one row per job, run by
@@ -175,6 +235,41 @@ _V2 = [
         PRIMARY KEY (resource_id, host))""",
 ]
 
+# The HTTP services (issue 11): identity, and what the Image API (Glance v2) adds to the image view.
+# Existing owners (OS user names) become projects of the same name and id, so nothing changes hands;
+# shares made by the CLI count as accepted memberships.
+_V_API_IMAGE = [
+    """CREATE TABLE projects (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, domain_id TEXT NOT NULL, description TEXT NOT NULL,
+        enabled INTEGER NOT NULL, created_at TEXT NOT NULL)""",
+    """CREATE TABLE users (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, domain_id TEXT NOT NULL, password_hash TEXT NOT NULL,
+        default_project_id TEXT REFERENCES projects (id) ON DELETE SET NULL, enabled INTEGER NOT NULL,
+        created_at TEXT NOT NULL)""",
+    """CREATE TABLE role_assignments (
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        project_id TEXT NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'member', 'reader')),
+        PRIMARY KEY (user_id, project_id, role))""",
+    """CREATE TABLE tokens (
+        token_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        project_id TEXT NOT NULL REFERENCES projects (id) ON DELETE CASCADE, roles TEXT NOT NULL,
+        audit_id TEXT NOT NULL, issued_at TEXT NOT NULL, expires_at TEXT NOT NULL)""",
+    "CREATE INDEX tokens_user ON tokens (user_id)",
+    "CREATE INDEX tokens_expires ON tokens (expires_at)",
+    """INSERT INTO projects (id, name, domain_id, description, enabled, created_at)
+        SELECT DISTINCT owner, owner, 'default', 'local user', 1, '1970-01-01T00:00:00.000000Z'
+        FROM resources""",
+    "ALTER TABLE image_members ADD COLUMN status TEXT NOT NULL DEFAULT 'accepted'",
+    "ALTER TABLE image_members ADD COLUMN created_at TEXT NOT NULL DEFAULT '1970-01-01T00:00:00.000000Z'",
+    "ALTER TABLE image_members ADD COLUMN updated_at TEXT NOT NULL DEFAULT '1970-01-01T00:00:00.000000Z'",
+    "ALTER TABLE image_views ADD COLUMN glance TEXT NOT NULL DEFAULT '{}'",
+    """CREATE TABLE image_tags (
+        resource_id TEXT NOT NULL REFERENCES image_views (resource_id) ON DELETE CASCADE,
+        tag TEXT NOT NULL, PRIMARY KEY (resource_id, tag))""",
+    "CREATE INDEX image_views_owner ON image_views (owner)",
+]
+
 _V_IMAGE_IMPORT = [
     """CREATE TABLE import_jobs (
         id TEXT PRIMARY KEY, image_id TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL,
@@ -188,5 +283,5 @@ _V_IMAGE_IMPORT = [
     "CREATE INDEX import_jobs_image ON import_jobs (image_id)",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V_IMAGE_IMPORT]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V_API_IMAGE, _V_IMAGE_IMPORT]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from provider import __version__
-from provider.cli import customize, ganeti, images, imports, objects, resources, volumes
+from provider.cli import customize, ganeti, identity, images, imports, objects, resources, volumes
 from provider.cli.common import Context
 from provider.errors import AtollError
 
@@ -74,7 +74,7 @@ def init(obj: Context) -> None:
         click.echo(f"store {data['store']} ready: backend {backend}, catalog schema {data['schema']}")
 
 
-for module in (objects, images, imports, volumes, resources, customize, ganeti):
+for module in (objects, images, imports, volumes, resources, customize, ganeti, identity):
     module.install(cli)
 
 

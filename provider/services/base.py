@@ -59,10 +59,24 @@ def op_owner_alive(res: Resource) -> bool:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is asking: the local CLI trusts its OS user; admins may set protected properties."""
+    """Who is asking, as a project: ``name`` is the project id that owns what the caller creates.
+
+    The local CLI trusts its OS user, which is the project of the same name; over HTTP the token says
+    which project and roles (``admin``, ``member``, ``reader``) the request carries; ``user`` is the
+    authenticated user's name (None for the CLI). Admins may set protected properties.
+    """
 
     name: str
     admin: bool = False
+    roles: tuple[str, ...] = ()
+    user: str | None = None
+
+    @property
+    def effective_roles(self) -> tuple[str, ...]:
+        """The roles that apply: the token's, or for the CLI ``admin`` (admins) or ``member``."""
+        if self.roles:
+            return self.roles
+        return ("admin",) if self.admin else ("member",)
 
 
 class Service:

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, delete, select, update
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput, PermissionDenied
 from provider.imaging.inspect import STORED_AS_IS, detect, inspect
+from provider.services import protections
 from provider.services.base import Service, now
 from provider.services.model import Resource
 from provider.utils.names import check_key, check_name, check_value
@@ -32,10 +33,8 @@ class ImageService(Service):
         for key, value in props.items():
             check_key(key, "property")
             clean[key.upper()] = check_value(key, value)
-        for key in clean:
-            unchanged = old is not None and old.get(key) == clean[key]
-            if self.store.config.images.is_protected(key) and not self.caller.admin and not unchanged:
-                raise PermissionDenied(reason=f"property {key} is protected: only an admin may set it")
+        before = old or {}
+        protections.check_changes(self.store.config.images, self.caller, before, {**before, **clean})
         try:
             from customization.errors import CustomizationError
             from customization.properties import validate
@@ -77,9 +76,9 @@ class ImageService(Service):
                 if res.image.name == name and res.image.properties == props:
                     return res  # idempotent
                 raise AlreadyExists(what="image registration of object", name=res.name)
-            self._check_name_free(conn, name)
+            self.check_name_free(conn, name)
             if res.disk_format == "raw":
-                self._refuse_disguised(res, disk_format)
+                self.check_raw(res, disk_format)
             stamp = now()
             conn.execute(
                 t.image_views.insert().values(
@@ -97,8 +96,8 @@ class ImageService(Service):
             )
             return self.load(conn, res.id)
 
-    def _refuse_disguised(self, res: Resource, disk_format: str) -> None:
-        """Run the format inspector on the object: a raw disk that is really a qcow2 (or vmdk, …) could
+    def check_raw(self, res: Resource, disk_format: str = "raw") -> None:
+        """Run the format inspector on a raw object: a raw disk that is really a qcow2 (or vmdk, …) could
         name a host file as its backing file once something probes it."""
         backend = self.store.backend(res.backend)
 
@@ -119,7 +118,7 @@ class ImageService(Service):
         except OSError:
             return
 
-    def _check_name_free(self, conn: Connection, name: str, exclude: str | None = None) -> None:
+    def check_name_free(self, conn: Connection, name: str, exclude: str | None = None) -> None:
         q = select(t.image_views.c.resource_id).where(t.image_views.c.name == name)
         row = conn.execute(q).first()
         if row is not None and row[0] != exclude:
@@ -137,19 +136,18 @@ class ImageService(Service):
         with self.catalog.write() as conn:
             res = self._image(conn, ref)
             self.check_owner(res)
-            if not self.caller.admin:
-                protected = [k for k in (res.image.properties if res.image else {}) if self._protected(k)]
-                if protected:
-                    raise PermissionDenied(
-                        reason=f"image carries protected properties ({', '.join(protected)}): only an admin "
-                        "may unregister it"
-                    )
+            props = res.image.properties if res.image else {}
+            protected = [
+                k for k in props if not protections.may(self.store.config.images, self.caller, k, "delete")
+            ]
+            if protected:
+                raise PermissionDenied(
+                    reason=f"image carries protected properties ({', '.join(protected)}): only an admin "
+                    "may unregister it"
+                )
             conn.execute(delete(t.image_members).where(t.image_members.c.resource_id == res.id))
             conn.execute(delete(t.image_views).where(t.image_views.c.resource_id == res.id))
             return self.load(conn, res.id)
-
-    def _protected(self, key: str) -> bool:
-        return self.store.config.images.is_protected(key)
 
     def set(
         self,
@@ -169,8 +167,7 @@ class ImageService(Service):
             props = dict(res.image.properties)
             for key in unset or []:
                 key = key.upper()
-                if self._protected(key) and not self.caller.admin:
-                    raise PermissionDenied(reason=f"property {key} is protected: only an admin may unset it")
+                protections.check(self.store.config.images, self.caller, key, "delete")
                 if key not in props:
                     raise InvalidInput("image %(name)s has no property %(key)s", name=res.image.name, key=key)
                 del props[key]
@@ -178,7 +175,7 @@ class ImageService(Service):
             values: dict[str, Any] = {"properties": json.dumps(props, sort_keys=True), "updated_at": now()}
             if name is not None and name != res.image.name:
                 check_name(name, "image name")
-                self._check_name_free(conn, name, exclude=res.id)
+                self.check_name_free(conn, name, exclude=res.id)
                 values["name"] = name
             if visibility is not None:
                 if visibility not in VISIBILITIES:

@@ -14,6 +14,9 @@ from provider.errors import BadConfiguration
 from provider.services.base import Caller
 from provider.services.customize import CustomizeService
 from provider.services.fsck import FsckService
+from provider.services.glance import GlanceService
+from provider.services.identity import IdentityService
+from provider.services.image_members import MembersService
 from provider.services.images import ImageService
 from provider.services.imports import ImportService
 from provider.services.objects import ObjectService
@@ -76,6 +79,26 @@ class Store:
         if name not in self._backends:
             self._backends[name] = load_backend(name, self.config.store, run=self.run)
         return self._backends[name]
+
+    def for_caller(self, caller: Caller) -> Store:
+        """The same store (catalog engine, backends) acting for ``caller``: cheap, one per request."""
+        other = Store.__new__(Store)
+        shared = ("config", "run", "catalog", "_backends", "_default_backend")
+        other.__dict__.update({k: self.__dict__[k] for k in shared})
+        other.caller = caller
+        return other
+
+    @cached_property
+    def glance(self) -> GlanceService:
+        return GlanceService(self)
+
+    @cached_property
+    def image_members(self) -> MembersService:
+        return MembersService(self)
+
+    @cached_property
+    def identity(self) -> IdentityService:
+        return IdentityService(self)
 
     @cached_property
     def objects(self) -> ObjectService:

@@ -136,7 +136,7 @@ class VolumeService(Service):
             with self.write_then_remove() as (conn, _):
                 vol = self._volume(conn, ref)
                 backend = self.store.backend(vol.backend)
-                self.store.images._check_name_free(conn, name)
+                self.store.images.check_name_free(conn, name)
                 if conn.execute(
                     select(t.object_views.c.resource_id).where(
                         t.object_views.c.container == SNAPSHOTS_CONTAINER, t.object_views.c.name == name

@@ -1,0 +1,164 @@
+"""The application object services register on, request ids, authentication and JSON bodies."""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+
+from provider.api import errors as api_errors
+from provider.api.services import SERVICE_MODULES
+from provider.config import Config
+from provider.errors import AtollError, AuthenticationFailed, InvalidInput
+from provider.services import Caller, Store
+
+LOG = logging.getLogger(__name__)
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+SERVER_CALLER = Caller(name="atoll-api")
+INTERFACES = ("public", "internal", "admin")
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request's id on every log record (``%(request_id)s``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    type: str
+    name: str
+    path: str  # appended to the public URL; may contain {project_id}
+
+
+class Api:
+    """The Falcon app plus what services share: configuration, the store, the service catalog."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.catalog_entries: list[CatalogEntry] = []
+        self.public: dict[int, frozenset[str]] = {}  # id(resource) -> methods that need no token
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+        self.app = falcon.App(middleware=[_Middleware(self)])
+        self.app.req_options.strip_url_path_trailing_slash = True
+        self.app.add_error_handler(Exception, api_errors.handle_unexpected)
+        self.app.add_error_handler(AtollError, api_errors.handle_atoll_error)
+        self.app.set_error_serializer(api_errors.serialize_http_error)
+
+    @property
+    def store(self) -> Store:
+        """The store of this worker process, opened once (after the fork) and shared by its threads."""
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = Store.open(self.config, SERVER_CALLER)
+        return self._store
+
+    def store_for(self, req: falcon.Request) -> Store:
+        """The store acting for the authenticated caller of ``req``."""
+        caller = req.context.get("caller")
+        if caller is None:
+            raise AuthenticationFailed(reason="this request needs an X-Auth-Token")
+        return self.store.for_caller(caller)
+
+    def route(
+        self, template: str, resource: object, *, public: tuple[str, ...] | bool = (), **kw: Any
+    ) -> None:
+        """Add ``resource`` at ``template``; methods in ``public`` (True: all) need no token."""
+        methods = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE") if public is True else public
+        if methods:
+            self.public[id(resource)] = frozenset(methods or ())
+        self.app.add_route(template, resource, **kw)
+
+    def catalog_entry(self, type_: str, name: str, path: str) -> None:
+        self.catalog_entries.append(CatalogEntry(type_, name, path))
+
+    def service_catalog(self, project_id: str) -> list[dict[str, Any]]:
+        """The Keystone v3 service catalog for a token scoped to ``project_id``."""
+        base = self.config.api.base_url
+        region = self.config.api.region
+        out = []
+        for entry in self.catalog_entries:
+            url = base + entry.path.format(project_id=project_id)
+            sid = uuid.uuid5(uuid.NAMESPACE_URL, f"atoll:{entry.type}").hex
+            endpoints = [
+                {
+                    "id": uuid.uuid5(uuid.NAMESPACE_URL, f"atoll:{entry.type}:{i}").hex,
+                    "interface": i,
+                    "region": region,
+                    "region_id": region,
+                    "url": url,
+                }
+                for i in INTERFACES
+            ]
+            out.append({"id": sid, "type": entry.type, "name": entry.name, "endpoints": endpoints})
+        return out
+
+
+class _Middleware:
+    """Request ids on every response and log line; authentication by ``X-Auth-Token``."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        rid = f"req-{uuid.uuid4()}"
+        REQUEST_ID.set(rid)
+        req.context.request_id = rid
+        req.context.caller = None
+        resp.set_header("X-Openstack-Request-Id", rid)
+
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
+    ) -> None:
+        if resource is None or req.method == "OPTIONS":
+            return
+        if req.method in self.api.public.get(id(resource), ()):
+            return
+        token = req.get_header("X-Auth-Token")
+        if not token:
+            raise AuthenticationFailed(reason="this request needs an X-Auth-Token")
+        info = self.api.store.identity.validate(token)
+        req.context.token = info
+        req.context.caller = info.caller()
+
+
+def read_json(req: falcon.Request, limit: int, *types: str) -> Any:
+    """The request's JSON body: 415 for another content type, 413 past ``limit``, 400 if malformed."""
+    accepted = types or ("application/json",)
+    given = (req.content_type or "").split(";")[0].strip().lower()
+    if given not in accepted:
+        raise api_errors.UnsupportedMediaType(given=given or "(none)", expected=" or ".join(accepted))
+    if req.content_length is not None and req.content_length > limit:
+        raise api_errors.PayloadTooLarge(what="the request body", limit=limit)
+    raw = req.bounded_stream.read(limit + 1)
+    if len(raw) > limit:
+        raise api_errors.PayloadTooLarge(what="the request body", limit=limit)
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidInput("malformed JSON in the request body: %(e)s", e=str(e)) from e
+
+
+def send_json(resp: falcon.Response, data: Any, status: int = 200) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = json.dumps(data).encode()
+
+
+def create_app(config: Config) -> Api:
+    """Build the application with every service in SERVICE_MODULES registered."""
+    api = Api(config)
+    for name in SERVICE_MODULES:
+        importlib.import_module(name).register(api)
+    return api

@@ -1,0 +1,197 @@
+"""The Image API (Glance v2) over the image view of Atoll resources: an image id is the resource id.
+
+Routes: ``/v2/images`` (list with filters and paging, create), ``/v2/images/{id}`` (show, JSON-patch,
+delete), ``/v2/images/{id}/file`` (streamed upload and download), ``…/actions/deactivate|reactivate``,
+``…/tags/{tag}``, ``…/members[/{member}]`` and ``/v2/schemas/*``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import IO, Any, cast
+
+import falcon
+
+from provider.api import image_schemas
+from provider.api.base import Api, read_json, send_json
+from provider.api.errors import PayloadTooLarge, UnsupportedMediaType
+from provider.api.image_views import PATCH_TYPES, next_link, parse_patch, parse_query, render, split_create
+from provider.backends import Backend
+from provider.errors import CapabilityNotSupported, InvalidInput, PermissionDenied
+
+LOG = logging.getLogger(__name__)
+READ_BUFFER = 1 << 20
+
+
+class Images:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        store = self.api.store_for(req)
+        found, more = store.glance.list(parse_query(req))
+        body: dict[str, Any] = {
+            "images": [render(store, rec) for rec in found],
+            "first": "/v2/images",
+            "schema": "/v2/schemas/images",
+        }
+        if more and found:
+            body["next"] = next_link(req, found[-1].id)
+        send_json(resp, body)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        store = self.api.store_for(req)
+        fields, props, tags = split_create(read_json(req, self.api.config.api.max_request_body))
+        rec = store.glance.create(fields, props, tags)
+        resp.location = f"/v2/images/{rec.id}"
+        send_json(resp, render(store, rec), 201)
+
+
+class Image:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        store = self.api.store_for(req)
+        send_json(resp, render(store, store.glance.show(image_id)))
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        store = self.api.store_for(req)
+        body = read_json(req, self.api.config.api.max_request_body, *PATCH_TYPES)
+        rec = store.glance.show(image_id)
+        changes, props, removed, tags = parse_patch(body, rec)
+        send_json(resp, render(store, store.glance.update(image_id, changes, props, removed, tags)))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        self.api.store_for(req).glance.delete(image_id)
+        resp.status = 204
+
+
+def _export(backend: Backend, locator: str, disk_format: str) -> IO[bytes]:
+    """The raw bytes of a backend object as a file to stream: the file itself when it is a raw file,
+    else the read end of a pipe a thread exports into (qcow2 chains, RBD)."""
+    if disk_format == "raw":
+        try:
+            return open(backend.path(locator), "rb", buffering=READ_BUFFER)
+        except CapabilityNotSupported:
+            pass
+    rfd, wfd = os.pipe()
+
+    def run() -> None:
+        with open(wfd, "wb", buffering=READ_BUFFER) as out:
+            try:
+                backend.export_stream(locator, disk_format, out)
+            except BrokenPipeError:  # the client went away
+                return
+            except Exception:
+                LOG.exception("export of %s failed; the download is cut short", locator)
+
+    threading.Thread(target=run, name="export", daemon=True).start()
+    return open(rfd, "rb", buffering=READ_BUFFER)
+
+
+class ImageFile:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        store = self.api.store_for(req)
+        given = (req.content_type or "").split(";")[0].strip().lower()
+        if given != "application/octet-stream":
+            raise UnsupportedMediaType(given=given or "(none)", expected="application/octet-stream")
+        limit = self.api.config.api.max_image_size
+        declared = req.content_length
+        if declared is not None and declared > limit:
+            raise PayloadTooLarge(what="the image", limit=limit)
+        stream = req.bounded_stream if declared is not None else req.stream
+        store.glance.upload(image_id, cast(IO[bytes], stream), declared, limit)
+        resp.status = 204
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        store = self.api.store_for(req)
+        rec = store.glance.show(image_id)
+        if rec.queued:
+            resp.status = 204
+            return
+        if rec.status == "deactivated" and not store.caller.admin:
+            raise PermissionDenied(reason=f"image {image_id} is deactivated: its data cannot be downloaded")
+        res = store.images.get(image_id)
+        resp.content_type = "application/octet-stream"
+        resp.content_length = res.size
+        if rec.glance.get("checksum"):
+            resp.set_header("Content-MD5", rec.glance["checksum"])
+        resp.stream = _export(store.backend(res.backend), res.locator, res.disk_format)
+
+
+class Action:
+    def __init__(self, api: Api, active: bool) -> None:
+        self.api = api
+        self.active = active
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        self.api.store_for(req).glance.set_active(image_id, self.active)
+        resp.status = 204
+
+
+class Tag:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, image_id: str, tag: str) -> None:
+        self.api.store_for(req).glance.add_tag(image_id, tag)
+        resp.status = 204
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, image_id: str, tag: str) -> None:
+        self.api.store_for(req).glance.remove_tag(image_id, tag)
+        resp.status = 204
+
+
+class Members:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        members = self.api.store_for(req).image_members.list(image_id)
+        send_json(resp, {"members": [m.to_dict() for m in members], "schema": "/v2/schemas/members"})
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+        body = read_json(req, self.api.config.api.max_request_body)
+        member = body.get("member") if isinstance(body, dict) else None
+        if not isinstance(member, str):
+            raise InvalidInput("the body needs a member (a project id)")
+        send_json(resp, self.api.store_for(req).image_members.add(image_id, member).to_dict())
+
+
+class Member:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str, member: str) -> None:
+        send_json(resp, self.api.store_for(req).image_members.show(image_id, member).to_dict())
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, image_id: str, member: str) -> None:
+        body = read_json(req, self.api.config.api.max_request_body)
+        status = body.get("status") if isinstance(body, dict) else None
+        if not isinstance(status, str):
+            raise InvalidInput("the body needs a status: pending, accepted or rejected")
+        send_json(resp, self.api.store_for(req).image_members.set_status(image_id, member, status).to_dict())
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, image_id: str, member: str) -> None:
+        self.api.store_for(req).image_members.remove(image_id, member)
+        resp.status = 204
+
+
+def register(api: Api) -> None:
+    api.catalog_entry("image", "glance", "")
+    api.route("/v2/images", Images(api))
+    api.route("/v2/images/{image_id}", Image(api))
+    api.route("/v2/images/{image_id}/file", ImageFile(api))
+    api.route("/v2/images/{image_id}/actions/deactivate", Action(api, False))
+    api.route("/v2/images/{image_id}/actions/reactivate", Action(api, True))
+    api.route("/v2/images/{image_id}/tags/{tag}", Tag(api))
+    api.route("/v2/images/{image_id}/members", Members(api))
+    api.route("/v2/images/{image_id}/members/{member}", Member(api))
+    image_schemas.register(api)
+    api.store.glance.recover_uploads()

@@ -1,0 +1,201 @@
+"""The Glance view of images: one record per image view, read in bulk (one query for the rows, one for
+the tags, one for the members of a whole page), and who may see what (Glance's visibility rules).
+
+Visibility is stored in ``image_views.visibility`` (private|shared|public); ``community`` is stored as
+``public`` plus ``glance.community`` so the CLI, which knows no community images, treats them as readable
+by everyone (which they are) while the API lists them only when asked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Select, and_, false, or_, select, true
+
+from provider.catalog import schema as t
+from provider.services.base import Caller
+from provider.utils.props import is_snapshot
+
+QUEUED_OP = "image-queued"
+GLANCE_DEFAULTS: dict[str, Any] = {
+    "min_disk": 0,
+    "min_ram": 0,
+    "protected": False,
+    "os_hidden": False,
+    "community": False,
+    "checksum": None,
+    "os_hash_algo": None,
+    "os_hash_value": None,
+    "virtual_size": None,
+}
+
+
+@dataclass
+class ImageRecord:
+    id: str
+    name: str
+    owner: str
+    visibility: str  # as stored: private|shared|public
+    status: str
+    disk_format: str
+    container_format: str
+    properties: dict[str, str]
+    glance: dict[str, Any]
+    size: int | None
+    parent: str | None
+    created_at: str
+    updated_at: str
+    queued: bool
+    has_object: bool
+    tags: list[str] = field(default_factory=list)
+    members: dict[str, str] = field(default_factory=dict)  # project -> status
+
+    @property
+    def api_visibility(self) -> str:
+        return "community" if self.glance.get("community") else self.visibility
+
+    @property
+    def is_snapshot(self) -> bool:
+        return is_snapshot(self.properties)
+
+
+def base_query() -> Select[Any]:
+    """Image views of available resources, and queued images (no data yet)."""
+    r = t.resources
+    return (
+        select(
+            t.image_views,
+            r.c.size,
+            r.c.parent,
+            r.c.state,
+            (r.c.op == QUEUED_OP).label("queued"),
+            t.object_views.c.resource_id.label("object_id"),
+        )
+        .join(r, r.c.id == t.image_views.c.resource_id)
+        .outerjoin(t.object_views, t.object_views.c.resource_id == t.image_views.c.resource_id)
+        .where(or_(r.c.state == "available", and_(r.c.state == "pending", r.c.op == QUEUED_OP)))
+    )
+
+
+def visible_to(caller: Caller, member_status: str | None = "accepted") -> ColumnElement[bool]:
+    """What ``caller`` may read: own, public, community, and shared with its project (any status)."""
+    if caller.admin:
+        return true()
+    v = t.image_views
+    shared = select(t.image_members.c.resource_id).where(t.image_members.c.member == caller.name)
+    if member_status not in (None, "all"):
+        shared = shared.where(t.image_members.c.status == member_status)
+    return or_(v.c.owner == caller.name, v.c.visibility == "public", v.c.resource_id.in_(shared))
+
+
+def listed_by_default(caller: Caller) -> ColumnElement[bool]:
+    """Glance's default list: own images, public (not community) ones, accepted shares."""
+    v = t.image_views
+    community = v.c.glance.like('%"community": true%')
+    shared = select(t.image_members.c.resource_id).where(
+        t.image_members.c.member == caller.name, t.image_members.c.status == "accepted"
+    )
+    if caller.admin:
+        return or_(~community, v.c.owner == caller.name)
+    return or_(
+        v.c.owner == caller.name,
+        and_(v.c.visibility == "public", ~community),
+        v.c.resource_id.in_(shared),
+    )
+
+
+def visibility_filter(caller: Caller, visibility: str, member_status: str) -> ColumnElement[bool]:
+    v = t.image_views
+    community = v.c.glance.like('%"community": true%')
+    if visibility == "community":
+        return and_(v.c.visibility == "public", community)
+    if visibility == "public":
+        return and_(v.c.visibility == "public", ~community)
+    if visibility == "private":
+        return and_(v.c.visibility == "private", true() if caller.admin else v.c.owner == caller.name)
+    if visibility == "shared":
+        mine = v.c.owner == caller.name
+        shared = select(t.image_members.c.resource_id).where(t.image_members.c.member == caller.name)
+        if member_status != "all":
+            shared = shared.where(t.image_members.c.status == member_status)
+        return and_(v.c.visibility == "shared", or_(mine, v.c.resource_id.in_(shared)))
+    if visibility == "all":
+        return true()
+    return false()
+
+
+def records(conn: Connection, rows: Iterable[Any]) -> list[ImageRecord]:
+    """Records for ``rows`` of :func:`base_query`, with their tags and members (two more queries)."""
+    out = [_record(row) for row in rows]
+    if not out:
+        return out
+    by_id = {r.id: r for r in out}
+    ids = list(by_id)
+    for rid, tag in conn.execute(
+        select(t.image_tags.c.resource_id, t.image_tags.c.tag)
+        .where(t.image_tags.c.resource_id.in_(ids))
+        .order_by(t.image_tags.c.tag)
+    ):
+        by_id[rid].tags.append(tag)
+    for rid, member, status in conn.execute(
+        select(t.image_members.c.resource_id, t.image_members.c.member, t.image_members.c.status).where(
+            t.image_members.c.resource_id.in_(ids)
+        )
+    ):
+        by_id[rid].members[member] = status
+    return out
+
+
+def _record(row: Any) -> ImageRecord:
+    m = row._mapping
+    glance = {**GLANCE_DEFAULTS, **json.loads(m["glance"] or "{}")}
+    queued = bool(m["queued"]) and m["state"] == "pending"
+    return ImageRecord(
+        id=m["resource_id"],
+        name=m["name"],
+        owner=m["owner"],
+        visibility=m["visibility"],
+        status=m["status"],
+        disk_format=m["disk_format"],
+        container_format=m["container_format"],
+        properties=json.loads(m["properties"] or "{}"),
+        glance=glance,
+        size=None if queued else m["size"],
+        parent=m["parent"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        queued=queued,
+        has_object=m["object_id"] is not None,
+    )
+
+
+def load_record(conn: Connection, image_id: str) -> ImageRecord | None:
+    rows = conn.execute(base_query().where(t.image_views.c.resource_id == image_id)).all()
+    found = records(conn, rows)
+    return found[0] if found else None
+
+
+def lineage(conn: Connection, rec: ImageRecord) -> dict[str, str]:
+    """For a snapshot: the image its volume came from (``base_image_ref``) and, for a Ganeti
+    instance's disk, the instance (``instance_uuid``: Ganeti's instance name), walking up the parents."""
+    out: dict[str, str] = {}
+    cur, seen = rec.parent, {rec.id}
+    while cur is not None and cur not in seen:
+        seen.add(cur)
+        vol = conn.execute(select(t.volume_views.c.ganeti).where(t.volume_views.c.resource_id == cur)).first()
+        if vol is not None and "instance_uuid" not in out:
+            ganeti = json.loads(vol.ganeti or "{}")
+            instance = ganeti.get("instance_uuid") or ganeti.get("instance")
+            if instance:
+                out["instance_uuid"] = str(instance)
+        img = conn.execute(
+            select(t.image_views.c.properties).where(t.image_views.c.resource_id == cur)
+        ).first()
+        if img is not None and not is_snapshot(json.loads(img.properties or "{}")):
+            out["base_image_ref"] = cur
+            break
+        cur = conn.execute(select(t.resources.c.parent).where(t.resources.c.id == cur)).scalar()
+    return out
