@@ -25,4 +25,5 @@ SERVICE_MODULES: tuple[str, ...] = (
     "provider.api.root",
     "provider.api.identity",
     "provider.api.images",
+    "provider.api.imports",
 )

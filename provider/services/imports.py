@@ -58,9 +58,12 @@ class ImportService(Service):
         runner: str = "server",
         image_id: str | None = None,
         options: dict[str, Any] | None = None,
+        queued_image: bool = False,
     ) -> Job:
-        """Check what can be checked now (name, format, source) and queue the import."""
-        check_name(name, "image name")
+        """Check what can be checked now (name, format, source) and queue the import; with
+        ``queued_image`` the job fills the Image API's queued image ``image_id`` instead of making one."""
+        if not queued_image:  # a queued image's name was checked when it was created (it may be its id)
+            check_name(name, "image name")
         if method not in METHODS:
             raise InvalidInput("import method %(m)r is not one of %(all)s", m=method, all=", ".join(METHODS))
         if disk_format is not None and disk_format not in FORMATS:
@@ -70,7 +73,8 @@ class ImportService(Service):
         source = self._check_source(method, source, image_id)
         job_id, stamp = new_id(), now()
         with self.catalog.write() as conn:
-            self._check_names_free(conn, name)
+            if not queued_image:
+                self._check_names_free(conn, name)
             conn.execute(
                 t.import_jobs.insert().values(
                     id=job_id,
@@ -80,7 +84,7 @@ class ImportService(Service):
                     method=method,
                     source=source,
                     disk_format=disk_format,
-                    options=json.dumps(options or {}),
+                    options=json.dumps({**(options or {}), "queued_image": queued_image}),
                     runner=runner,
                     state="queued",
                     done=0,

@@ -41,13 +41,14 @@ class _Hasher(io.RawIOBase):
 
     def __init__(self) -> None:
         super().__init__()
-        self.digest = hashlib.sha256()
+        self.digests = {name: hashlib.new(name) for name in ("sha256", "md5", "sha512")}
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        self.digest.update(data)
+        for digest in self.digests.values():
+            digest.update(data)
         return memoryview(data).nbytes
 
 
@@ -81,11 +82,13 @@ class ImportRunner(Service):
             res = self._run(job)
         except AtollError as e:
             self._finish(job, "killed", reason=str(e))
+            self._queued_again(job)
         except BaseException as e:
             reason = (
                 "interrupted" if isinstance(e, KeyboardInterrupt | SystemExit) else f"internal error: {e!r}"
             )
             self._finish(job, "killed", reason=reason)
+            self._queued_again(job)
             if not isinstance(e, Exception):
                 raise
             LOG.exception("import %s failed", job.id)
@@ -169,6 +172,8 @@ class ImportRunner(Service):
     # ---- store and register --------------------------------------------------------------------------
     def _store(self, job: Job, found: Inspection, raw: Path | None, fd: int) -> Resource:
         self._phase(job, "storing")
+        if job.options.get("queued_image"):
+            return self.store.images.get(self.store.glance_imports.fill(job, found, raw, fd))
         backend = self.store.backend()
         rid, locator = job.image_id, backend.new_locator(job.image_id, "ro")
         with self.write_then_remove() as (conn, _):
@@ -215,11 +220,14 @@ class ImportRunner(Service):
             self.store.objects.delete(rid)  # the data goes with the failed registration
             raise
 
+    def _queued_again(self, job: Job) -> None:
+        if job.options.get("queued_image"):
+            self.store.glance_imports.failed(job)
+
     def _fill_digest(self, job: Job, res: Resource) -> None:
-        """A file store adopted the converted file without reading it: hash it now (the image is
-        already usable; ``phase`` says ``digest`` meanwhile)."""
-        if res.sha256 is not None:
-            return
+        """Hash the stored data (sha256 if the backend adopted the file without reading it; md5 and
+        sha512 for Glance's ``checksum``/``os_hash_value``). The image is already usable meanwhile;
+        the job's ``phase`` says ``digest``."""
         self._phase(job, "digest", total=res.size)
         sink = _Hasher()
         try:
@@ -229,10 +237,14 @@ class ImportRunner(Service):
             LOG.warning("could not hash %s: %s", res.id, e)
         else:
             with self.catalog.write() as conn:
-                conn.execute(
-                    update(t.resources)
-                    .where(t.resources.c.id == res.id)
-                    .values(sha256=sink.digest.hexdigest())
+                if res.sha256 is None:
+                    conn.execute(
+                        update(t.resources)
+                        .where(t.resources.c.id == res.id)
+                        .values(sha256=sink.digests["sha256"].hexdigest())
+                    )
+                self.store.glance_imports.record_digests(
+                    conn, res.id, sink.digests["md5"].hexdigest(), sink.digests["sha512"].hexdigest()
                 )
         self._phase(job, None)
 

@@ -19,6 +19,7 @@ from provider.services.identity import IdentityService
 from provider.services.image_members import MembersService
 from provider.services.images import ImageService
 from provider.services.imports import ImportService
+from provider.services.imports_glance import GlanceImportService
 from provider.services.objects import ObjectService
 from provider.services.resources import ResourceService
 from provider.services.volumes import VolumeService
@@ -111,6 +112,10 @@ class Store:
     @cached_property
     def imports(self) -> ImportService:
         return ImportService(self)
+
+    @cached_property
+    def glance_imports(self) -> GlanceImportService:
+        return GlanceImportService(self)
 
     @cached_property
     def volumes(self) -> VolumeService:

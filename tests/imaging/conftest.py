@@ -33,9 +33,12 @@ def make_raw(path: Path, size: int = 64 * MIB, data_at: int = 10 * MIB, data: in
 
 @pytest.fixture(scope="session")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_samples(tmp_path_factory.mktemp("samples"))
+
+
+def build_samples(d: Path) -> dict[str, Path]:
     """``{name: path}``: the raw source, one good image per format and the hostile ones."""
     need_tools("qemu-img")
-    d = tmp_path_factory.mktemp("samples")
     raw = make_raw(d / "disk.raw")
     out = {"raw": raw}
     for fmt in ("qcow2", "vmdk", "vhdx", "vpc", "vdi"):
