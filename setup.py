@@ -9,8 +9,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["provider", "provider.*", "customization", "customization.*"]),
-    package_data={"provider": ["templates/*.j2", "migrations/*.sql"], "customization": ["data/*"]},
+    packages=find_packages(
+        include=["provider", "provider.*", "customization", "customization.*", "atoll_common", "atoll_common.*"]
+    ),
+    package_data={"provider": ["templates/*.j2"]},
     install_requires=[
         "click>=8.1",
         "pyyaml>=6.0",
@@ -29,6 +31,7 @@ setup(
             "pytest-timeout>=2.3",
             "ruff>=0.6",
             "mypy>=1.11",
+            "import-linter>=2.1",
             "types-PyYAML",
             "types-requests",
             "types-tqdm",

@@ -9,7 +9,7 @@ import re
 import stat
 from dataclasses import dataclass
 
-from customization import process
+from atoll_common import process
 from customization.errors import DiskError, ToolError
 
 LOG = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ def probe_filesystem(disk: Disk, part: Partition) -> str | None:
         ],
         check=False,
     )
-    if result.returncode not in (0, 2):  # 2: nothing found
+    if result.exit_code not in (0, 2):  # 2: nothing found
         raise DiskError(f"blkid cannot probe partition {part.number}: {process.last_line(result.stderr)}")
     fields = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     return fields.get("TYPE")
@@ -297,5 +297,5 @@ def verify_table(disk: Disk) -> None:
     """sfdisk's own consistency check (overlaps, bounds, GPT headers)."""
     result = process.run(["sfdisk", "--verify", disk.path], check=False)
     text = (result.stdout + result.stderr).strip()
-    if result.returncode != 0 or "No errors detected" not in text:
+    if result.exit_code != 0 or "No errors detected" not in text:
         raise DiskError(f"{disk.path}: partition table check failed: {process.last_line(text)}")

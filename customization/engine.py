@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
+from atoll_common.errors import AtollError
 from customization import disk as d
 from customization import distros, ordering, tasks
 from customization import properties as schema
-from customization.errors import CustomizationError, TaskFailed, UnsupportedImage
+from customization.errors import TaskFailed, UnsupportedImage
 from customization.guestfs import ext
 from customization.guestfs.base import GuestFS
 from customization.guestfs.debugfs import DebugfsFS
@@ -165,10 +166,8 @@ def _run_tasks(
         try:
             result = module.run(ctx)
             flush()  # queued writes land now, so an error belongs to this task
-        except (CustomizationError, OSError) as e:
-            message = (
-                str(e) if isinstance(e, CustomizationError) else f"{type(e).__name__}: {e.strerror or e}"
-            )
+        except (AtollError, OSError) as e:  # CustomizationError, or ToolError from a tool the task ran
+            message = str(e) if isinstance(e, AtollError) else f"{type(e).__name__}: {e.strerror or e}"
             _emit(report, TaskOutcome(name, Status.FAILED, message, time.monotonic() - start), on_progress)
             raise TaskFailed(name, e, report) from e
         status = Status.RAN if result.changed else Status.UNCHANGED

@@ -1,15 +1,36 @@
-"""The customization engine's exception tree: every failure is one clear line."""
+"""The customization engine's branch of Atoll's exception tree: every failure is one clear line."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from atoll_common.errors import AtollError, ToolError
+
 if TYPE_CHECKING:
     from customization.report import Report
 
 
-class CustomizationError(Exception):
-    """Base class: ``str(err)`` is a single line meant for the operator (and Ganeti's last log line)."""
+__all__ = [
+    "CustomizationError",
+    "DiskError",
+    "FilesystemError",
+    "GuestDataError",
+    "GuestPathError",
+    "ParameterError",
+    "PropertyError",
+    "TaskFailed",
+    "TaskOrderError",
+    "ToolError",
+    "UnsupportedImage",
+]
+
+
+class CustomizationError(AtollError):
+    """Base class: ``str(err)`` is a single line meant for the operator (and Ganeti's last log line).
+
+    A failing external tool raises :class:`atoll_common.errors.ToolError` (re-exported here), which is an
+    AtollError but not a CustomizationError: the engine reports it as the failure of the task that ran it.
+    """
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
@@ -41,10 +62,6 @@ class GuestPathError(CustomizationError):
 
 class GuestDataError(CustomizationError):
     """A guest configuration file (passwd, shadow, group, ...) is missing or malformed."""
-
-
-class ToolError(CustomizationError):
-    """An external tool failed; the message names the tool and quotes its last error line."""
 
 
 class TaskOrderError(CustomizationError):

@@ -9,14 +9,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from atoll_common import booleans
+from atoll_common.booleans import is_empty
 from customization.errors import PropertyError
 
 LOG = logging.getLogger(__name__)
 
 OS_FAMILIES = ("linux", "windows", "windows-legacy", "freebsd", "netbsd", "openbsd")
 HASHING_METHODS = ("md5", "sha1", "blowfish", "sha256", "sha512", "yescrypt")
-TRUE_WORDS = frozenset({"yes", "true", "on", "1", "set"})
-FALSE_WORDS = frozenset({"no", "false", "off", "0", "unset"})
 
 # Every task snf-image knows, so an image excluding one of them still validates here even when this engine
 # has no such task (it is then simply not run). Atoll's own task names are added by the engine.
@@ -106,16 +106,14 @@ class NormalizedProperties:
 
 
 def parse_bool(key: str, value: str, warnings: list[str]) -> bool:
-    """snf-image's check_yes_no; an empty value is false with a warning, an unknown word is an error."""
-    word = value.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    if word == "":
+    """atoll_common's parser, strict: an empty value is false with a warning, an unknown word an error."""
+    if is_empty(value):
         warnings.append(f"{key} is set but empty; taken as false")
         return False
-    raise PropertyError(f"{key}={value!r} is not a boolean (use one of yes/no, true/false, on/off, 1/0)")
+    try:
+        return booleans.parse_bool(value, key=key, strict=True)
+    except booleans.NotABoolean as e:
+        raise PropertyError(str(e)) from e
 
 
 def _upper_keys(properties: Mapping[str, object]) -> dict[str, str]:

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from atoll_common.errors import AtollError, ToolError
 
-
-class AtollError(Exception):
-    """Base of all Atoll errors; ``message`` is a %-template filled from the keyword arguments."""
-
-    message = "unexpected error"
-    exit_code = 1
-
-    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
-        self.kwargs = kwargs
-        template = message if message is not None else self.message
-        try:
-            text = template % kwargs if kwargs else template
-        except (KeyError, TypeError, ValueError):
-            text = f"{template} {kwargs!r}"
-        super().__init__(text)
+__all__ = [
+    "AtollError",
+    "ToolError",
+]
 
 
 class InvalidInput(AtollError):

@@ -10,7 +10,7 @@ import shutil
 import stat
 import tempfile
 
-from customization import process
+from atoll_common import process
 from customization.errors import FilesystemError, GuestPathError
 from customization.guestfs.base import SELINUX_XATTR, GuestFS, Stat, kind_of
 

@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 
-from customization import process
+from atoll_common import process
 from customization.disk import Disk, Partition
 from customization.errors import FilesystemError
 from customization.guestfs import loop
@@ -44,9 +44,9 @@ def fs_bytes(sb: dict[str, str]) -> int:
 
 def _fsck(target: str, what: str) -> None:
     result = process.run(["e2fsck", "-f", "-y", target], check=False)
-    if result.returncode not in _FSCK_OK:
+    if result.exit_code not in _FSCK_OK:
         detail = process.last_line(result.stdout) or process.last_line(result.stderr)
-        raise FilesystemError(f"e2fsck could not repair {what} (exit {result.returncode}): {detail}")
+        raise FilesystemError(f"e2fsck could not repair {what} (exit {result.exit_code}): {detail}")
 
 
 def _copy_data(src: int, dst: int, start: int, length: int, dst_start: int) -> None:
@@ -143,6 +143,6 @@ def resize(disk: Disk, part: Partition, sb: dict[str, str]) -> tuple[int, int]:
 def check(disk: Disk, part: Partition) -> None:
     """Read-only full check after editing: any complaint is an error."""
     result = process.run(["e2fsck", "-f", "-n", spec(disk, part)], check=False)
-    if result.returncode != 0:
+    if result.exit_code != 0:
         detail = process.last_line(result.stdout) or process.last_line(result.stderr)
         raise FilesystemError(f"e2fsck -fn found problems after customization: {detail}")

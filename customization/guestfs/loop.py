@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-from customization import process
+from atoll_common import process
 from customization.errors import FilesystemError, ToolError
 
 LOG = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def attach(path: str, offset: int, size: int, *, read_only: bool = False) -> str
 def detach(device: str) -> None:
     for attempt in range(10):
         result = process.run(["losetup", "--detach", device], check=False)
-        if result.returncode == 0:
+        if result.exit_code == 0:
             return
         time.sleep(0.1 * (attempt + 1))  # udev or a scanner may still hold it for a moment
     raise ToolError(f"cannot detach {device}: {process.last_line(result.stderr)}")
@@ -49,14 +49,14 @@ def loop_device(path: str, offset: int, size: int, *, read_only: bool = False) -
 def mount(device: str, fstype: str, target: str, extra: tuple[str, ...] = ()) -> None:
     options = ",".join((*MOUNT_OPTIONS, *extra))
     result = process.run(["mount", "-t", fstype, "-o", options, device, target], check=False)
-    if result.returncode != 0:
+    if result.exit_code != 0:
         raise FilesystemError(f"cannot mount the {fstype} filesystem: {process.last_line(result.stderr)}")
 
 
 def umount(target: str) -> None:
     for attempt in range(10):
         result = process.run(["umount", target], check=False)
-        if result.returncode == 0:
+        if result.exit_code == 0:
             return
         time.sleep(0.1 * (attempt + 1))
     raise ToolError(f"cannot unmount {target}: {process.last_line(result.stderr)}")

@@ -6,7 +6,7 @@ import logging
 import os
 import re
 
-from customization import process
+from atoll_common import process
 from customization.errors import FilesystemError, UnsupportedImage
 from customization.guestfs import ext
 from customization.guestfs.mounted import MountedFS

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from typing import cast
 
-from customization import process
+from atoll_common import process
 from customization.tasks.base import TaskContext, TaskMeta, TaskResult
 
 META = TaskMeta(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
+from atoll_common import process
 from provider.backends.base import Backend, Capability, CloneResult, SnapshotLayout, SnapshotResult
 from provider.config import StoreConfig
 from provider.errors import BadConfiguration
-from provider.utils import process
 
 __all__ = ["Backend", "Capability", "CloneResult", "SnapshotLayout", "SnapshotResult", "load_backend"]
 

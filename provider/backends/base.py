@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from atoll_common import process
 from provider.config import StoreConfig
 from provider.errors import CapabilityNotSupported
-from provider.utils import process
 
 
 class Capability(enum.IntFlag):

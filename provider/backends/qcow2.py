@@ -7,10 +7,10 @@ import os
 import tempfile
 from typing import IO, Any
 
+from atoll_common import process
 from provider.backends.base import Capability, CloneResult, SnapshotLayout, SnapshotResult
 from provider.backends.files import FileBackend, copy_raw, translate_oserror
 from provider.errors import BackendError
-from provider.utils import process
 
 
 class Qcow2Backend(FileBackend):
@@ -64,7 +64,8 @@ class Qcow2Backend(FileBackend):
             [
                 "qemu-img", "rebase", "-q", "-f", "qcow2", "-F", base_format,
                 "-b", self.path(base).name, str(self.path(locator)),
-            ]
+            ],
+            timeout=None,  # copies the data of the layers in between
         )  # fmt: skip
 
     def create_empty(self, locator: str, size: int) -> str:
@@ -113,7 +114,7 @@ class Qcow2Backend(FileBackend):
         tmp_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=tmp_dir, suffix=".raw") as tmp:
             try:
-                self.run(["qemu-img", "convert", "-U", "-O", "raw", str(path), tmp.name])
+                self.run(["qemu-img", "convert", "-U", "-O", "raw", str(path), tmp.name], timeout=None)
             except process.ProcessError as e:
                 raise BackendError(reason=f"cannot read {locator}: {e.stderr.strip()}") from e
             try:

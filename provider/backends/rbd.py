@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import IO, Any
 
+from atoll_common import process
 from provider.backends.base import (
     Backend,
     Capability,
@@ -29,11 +30,10 @@ from provider.backends.base import (
     SnapshotLayout,
     SnapshotResult,
 )
-from provider.backends.ceph import Cluster, Location, bindings, translated
 from provider.backends.rbd_stream import export, layout, write_stream
 from provider.config import StoreConfig
+from provider.datapath.ceph import Cluster, Location, bindings, translated
 from provider.errors import BackendError, NotFound
-from provider.utils import process
 
 LOG = logging.getLogger(__name__)
 

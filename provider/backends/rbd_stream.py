@@ -10,8 +10,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import IO, Any
 
-from provider.backends.ceph import bindings
 from provider.backends.files import CHUNK, data_runs, read_chunks
+from provider.datapath.ceph import bindings
 
 GROW_STEP = 256 << 20  # an upload of unknown length grows its image by at least this much at a time
 IN_FLIGHT = 8  # writes librbd carries at once (rbd import uses up to 10)

@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from provider import config as config_mod
 from provider.errors import AtollError
+from provider.model import Resource
 from provider.services import Store
-from provider.services.model import Resource
 from provider.utils.sizes import format_size, parse_size
 
 

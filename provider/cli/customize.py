@@ -6,12 +6,12 @@ from typing import Any
 
 import click
 
-from customization.cli_options import customization_options, params_from_options
 from customization.errors import CustomizationError
 from customization.params import InstanceParams
 from provider.cli.common import Context, emit, pass_ctx, print_table
+from provider.cli.customization_options import customization_options, params_from_options
 from provider.errors import InvalidInput
-from provider.services.model import Resource
+from provider.model import Resource
 
 
 def params(options: dict[str, Any]) -> InstanceParams:

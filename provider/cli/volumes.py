@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from customization.cli_options import customization_options
 from provider.cli import customize as customize_cli
 from provider.cli.common import SIZE, Context, emit, pass_ctx, print_resource, print_resources
+from provider.cli.customization_options import customization_options
 
 
 @click.group("volume")
@@ -160,7 +160,7 @@ Examples:
 @pass_ctx
 def open_(obj: Context, ref: str, shared: bool) -> None:
     """Make VOLUME ready for I/O on this host (Ganeti open); shared stores (rbd) take its write lock."""
-    obj.store.volumes.datapath.open(ref, exclusive=not shared)
+    obj.store.datapath.open(ref, exclusive=not shared)
     if not obj.json:
         click.echo(f"opened {ref} {'shared' if shared else 'exclusively'}")
 
@@ -170,7 +170,7 @@ def open_(obj: Context, ref: str, shared: bool) -> None:
 @pass_ctx
 def close_(obj: Context, ref: str) -> None:
     """This host stops I/O on VOLUME (Ganeti close); its write lock goes, the device stays."""
-    obj.store.volumes.datapath.close(ref)
+    obj.store.datapath.close(ref)
     if not obj.json:
         click.echo(f"closed {ref}")
 

@@ -1,7 +1,3 @@
-"""The data path: attach resources to hypervisors (block device, QEMU URI, libvirt XML) and run live
-operations through what is attached."""
+"""The data path drivers: attachers (loop, QSD FUSE/NBD, rbd), QMP, the Ceph connection and libvirt XML.
 
-from provider.datapath.local import local_disk
-from provider.datapath.model import Attachment
-
-__all__ = ["Attachment", "local_disk"]
+The service that records attachments and runs live operations is ``provider.services.datapath``."""

@@ -8,13 +8,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from atoll_common import process
 from provider.backends.base import Backend, SnapshotResult
 from provider.datapath import loop
-from provider.datapath.model import Access, Attachment, Mode
 from provider.errors import CapabilityNotSupported, DataPathError
-from provider.services.base import HOST
-from provider.services.model import Resource
-from provider.utils import process
+from provider.model import Access, Attachment, Mode, Resource
+from provider.utils.host import HOST
 
 LOG = logging.getLogger(__name__)
 

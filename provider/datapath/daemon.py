@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from atoll_common import process
 from provider.datapath.qmp import Qmp
 from provider.errors import DataPathError
-from provider.utils import process
 
 LOG = logging.getLogger(__name__)
 

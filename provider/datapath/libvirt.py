@@ -9,8 +9,8 @@ from typing import Any
 import jinja2
 
 from provider.config import LibvirtConfig
-from provider.datapath.model import Attachment
 from provider.errors import BadConfiguration, InvalidInput
+from provider.model import Attachment
 
 CHOICES = {
     "cache": ("default", "none", "writethrough", "writeback", "directsync", "unsafe"),

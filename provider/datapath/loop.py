@@ -7,8 +7,8 @@ import logging
 import os
 from pathlib import Path
 
+from atoll_common import process
 from provider.errors import DataPathError, InUse
-from provider.utils import process
 
 LOG = logging.getLogger(__name__)
 SYS_BLOCK = Path("/sys/block")

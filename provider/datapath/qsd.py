@@ -10,17 +10,16 @@ import time
 import uuid
 from typing import Any
 
+from atoll_common.rollback import rollback
 from provider.backends.base import SnapshotLayout, SnapshotResult
 from provider.backends.qcow2 import Qcow2Backend
 from provider.datapath import daemon, loop
 from provider.datapath.base import Attacher, Request
 from provider.datapath.daemon import EXPORT_ID, DaemonDir
-from provider.datapath.model import Attachment
 from provider.datapath.qmp import Qmp, QmpError
 from provider.errors import DataPathError, InUse
-from provider.services.base import HOST
-from provider.services.model import Resource
-from provider.utils.rollback import rollback
+from provider.model import Attachment, Resource
+from provider.utils.host import HOST
 
 LOG = logging.getLogger(__name__)
 

@@ -12,18 +12,17 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Literal
 
-from provider.backends.ceph import Location
+from atoll_common import process
+from atoll_common.rollback import rollback
 from provider.backends.rbd import RbdBackend
 from provider.config import StoreConfig
 from provider.datapath import loop, rbd_locks
 from provider.datapath.base import Attacher, Request
+from provider.datapath.ceph import Location
 from provider.datapath.daemon import fuse_mounted
-from provider.datapath.model import Attachment
 from provider.errors import DataPathError, NotFound
-from provider.services.base import HOST
-from provider.services.model import Resource
-from provider.utils import process
-from provider.utils.rollback import rollback
+from provider.model import Attachment, Resource
+from provider.utils.host import HOST
 
 LOG = logging.getLogger(__name__)
 

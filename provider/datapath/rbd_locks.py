@@ -21,11 +21,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from provider.backends.ceph import Location, bindings
+from atoll_common import process
 from provider.backends.rbd import RbdBackend
+from provider.datapath.ceph import Location, bindings
 from provider.errors import DataPathError, InUse
-from provider.services.base import HOST
-from provider.utils import process
+from provider.utils.host import HOST
 
 LOG = logging.getLogger(__name__)
 

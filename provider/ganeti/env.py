@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from atoll_common.booleans import parse_bool
 from provider.errors import UsageError
 from provider.utils.names import check_name
-from provider.utils.props import snf_bool
 from provider.utils.sizes import parse_size
 
 MIB = 1 << 20
@@ -62,7 +62,7 @@ class ExtEnv:
 
     @property
     def reuse_data(self) -> bool:
-        return snf_bool(self.params.get("reuse_data"))
+        return parse_bool(self.params.get("reuse_data"), key="reuse_data", strict=False)
 
     @property
     def userspace(self) -> bool:

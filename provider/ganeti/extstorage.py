@@ -196,7 +196,7 @@ def open_(environ: Mapping[str, str]) -> None:
     res = find_or_none(store, env.vol_name)
     exclusive = env.open_exclusive is not False
     if res is not None:
-        store.volumes.datapath.open(res.id, exclusive=exclusive)
+        store.datapath.open(res.id, exclusive=exclusive)
     LOG.info("open %s (%s)", env.vol_name, "exclusive" if exclusive else "shared for a migration")
 
 
@@ -206,7 +206,7 @@ def close(environ: Mapping[str, str]) -> None:
     store = open_store()
     res = find_or_none(store, env.vol_name)
     if res is not None:
-        store.volumes.datapath.close(res.id)
+        store.datapath.close(res.id)
     LOG.info("close %s", env.vol_name)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from provider.errors import BadConfiguration
 from provider.ganeti import env as ext_env
+from provider.ganeti import osparams
 from provider.ganeti.extstorage import ACTIONS as EXT_ACTIONS
 from provider.ganeti.hooks import HOOKS
 
@@ -67,10 +68,8 @@ def extstorage_files(python: str, config: str | None) -> list[File]:
 
 
 def os_files(python: str, config: str | None) -> list[File]:
-    from customization.ganeti_os import osparams
-
     files = [
-        File(action, shim(python, "customization.ganeti_os", action, "OS definition", config), True)
+        File(action, shim(python, "provider.ganeti.osdef", action, "OS definition", config), True)
         for action in OS_ACTIONS
     ]
     return [

@@ -101,7 +101,7 @@ def raw_path(store: Store, vol: Resource | None, path: str | None) -> Iterator[P
         return
     if vol is None:
         raise InvalidInput("the disk has no local path (DISK_0_PATH) and is not an Atoll volume")
-    from provider.datapath import local_disk
+    from provider.services.local_disk import local_disk
 
     with local_disk(store, vol.id, writable=True) as local:
         yield Path(local)

@@ -11,14 +11,13 @@ import json
 import logging
 import os
 import re
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from atoll_common import process
 from provider.errors import AtollError
 from provider.imaging.inspect import ImageRefused
-from provider.utils import process
 
 LOG = logging.getLogger(__name__)
 
@@ -96,15 +95,7 @@ def convert(
     :raises ConversionFailed: with qemu-img's last error line, or the limit that stopped it.
     """
     argv = [process.which("qemu-img"), "convert", "-p", "-f", fmt, "-O", "raw", source, str(target)]
-    LOG.debug("run %s", argv)
-    env = {"PATH": process.SAFE_PATH, "LANG": "C", "LC_ALL": "C"}
-    with subprocess.Popen(
-        bounded(argv, limits),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    ) as proc:
+    with process.start(bounded(argv, limits)) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         _follow(proc.stdout.fileno(), progress)
         stderr = proc.stderr.read().decode(errors="replace")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import json
 import logging
 import os
-import socket
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,41 +16,21 @@ from sqlalchemy import ColumnElement, Connection, Table, delete, func, select, u
 
 from provider.catalog import schema as t
 from provider.errors import Ambiguous, InUse, NotFound, PermissionDenied
-from provider.services.model import Resource, build
+from provider.model import Resource, build
+from provider.utils.host import HOST, MY_START, now, proc_start
 from provider.utils.names import UUID_RE
 
 if TYPE_CHECKING:
     from provider.services.store import Store
 
 LOG = logging.getLogger(__name__)
-HOST = socket.gethostname()
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def _proc_start(pid: int) -> str | None:
-    """The kernel's start time of ``pid``: tells a live process from a reused pid."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-MY_START = _proc_start(os.getpid())
 
 
 def op_owner_alive(res: Resource) -> bool:
     """Is the process that started ``res``'s pending operation still running? (unknowable elsewhere)"""
     if res.op_data.get("host") != HOST or res.op_pid is None:
         return True
-    start = _proc_start(res.op_pid)
+    start = proc_start(res.op_pid)
     return start is not None and start == res.op_data.get("proc_start")
 
 

@@ -11,17 +11,15 @@ resource), absorbs them with ``block-stream``: one layer more than offline.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, delete, insert, select, update
 
 from provider.backends.qcow2 import Qcow2Backend
 from provider.catalog import schema as t
-from provider.services.base import Service, new_id, now
-from provider.services.model import Resource
-
-if TYPE_CHECKING:
-    from provider.datapath.service import DataPath
+from provider.model import Resource
+from provider.services.base import Service
+from provider.services.datapath import DataPath
+from provider.utils.host import new_id, now
 
 LOG = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from provider.errors import AtollError, InvalidInput
 from provider.services.base import Service
+from provider.services.local_disk import local_disk
 
 if TYPE_CHECKING:
     from customization.params import InstanceParams
@@ -34,7 +35,6 @@ class CustomizeService(Service):
         """Apply the image's tasks to volume ``ref`` in place (nothing runs for a Snapshot's clone)."""
         from customization.engine import customize
         from customization.errors import CustomizationError
-        from provider.datapath import local_disk
 
         vol = self.get(ref, "volume")
         if vol.mode != "rw":

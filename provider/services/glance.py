@@ -21,10 +21,11 @@ from sqlalchemy import Connection, delete, select, update
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
 from provider.services import protections
-from provider.services.base import HOST, MY_START, Service, new_id, now, op_owner_alive
+from provider.services.base import Service, op_owner_alive
 from provider.services.hashing import HashingReader
 from provider.services.image_list import ImageQuery, query_images
 from provider.services.image_records import QUEUED_OP, ImageRecord, lineage, load_record
+from provider.utils.host import HOST, MY_START, new_id, now
 from provider.utils.names import check_key, check_name, check_value
 
 LOG = logging.getLogger(__name__)

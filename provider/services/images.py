@@ -12,9 +12,10 @@ from sqlalchemy import Connection, delete, select, update
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput, PermissionDenied
 from provider.imaging.inspect import STORED_AS_IS, detect, inspect
+from provider.model import Resource
 from provider.services import protections
-from provider.services.base import Service, now
-from provider.services.model import Resource
+from provider.services.base import Service
+from provider.utils.host import now
 from provider.utils.names import check_key, check_name, check_value
 from provider.utils.props import EXCLUDE_ALL_TASKS
 
@@ -231,7 +232,7 @@ class ImageService(Service):
         with self.write_then_remove() as (conn, files):
             res = self._image(conn, ref)
             self.check_owner(res)
-            self.store.volumes.datapath.refuse_if_attached(res, "delete it")
+            self.store.datapath.refuse_if_attached(res, "delete it")
             files += self.hide(conn, res.id)
 
     def inherited_properties(self, conn: Connection, res: Resource) -> dict[str, str]:

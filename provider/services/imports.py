@@ -23,9 +23,10 @@ from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from provider.imaging.fetch import FetchPolicy, check_url
 from provider.imaging.inspect import FORMATS
-from provider.services.base import Service, new_id, now
+from provider.services.base import Service
 from provider.services.imports_jobs import IMPORTS_CONTAINER, METHODS, Job, worker_alive
 from provider.services.imports_run import ImportRunner, Listener
+from provider.utils.host import new_id, now
 from provider.utils.names import check_name
 
 LOG = logging.getLogger(__name__)

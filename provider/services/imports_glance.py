@@ -19,9 +19,10 @@ from sqlalchemy import select, update
 from provider.catalog import schema as t
 from provider.errors import Conflict, InvalidInput, PermissionDenied, TooLarge
 from provider.imaging.inspect import FORMATS, Inspection
-from provider.services.base import Service, now
+from provider.services.base import Service
 from provider.services.image_records import QUEUED_OP, ImageRecord
 from provider.services.imports_jobs import Job
+from provider.utils.host import now
 
 IMPORT_METHODS = ("glance-direct", "web-download")
 _TASK_STATUS = {"queued": "pending", "importing": "processing", "active": "success", "killed": "failure"}

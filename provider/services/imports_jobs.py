@@ -4,35 +4,26 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from dataclasses import dataclass
 from typing import Any
 
 from provider.imaging.fetch import shown
+from provider.utils.host import HOST, MY_START, proc_start
 
 IMPORTS_CONTAINER = "imports"
 METHODS = ("local-file", "glance-direct", "web-download")
-HOST = socket.gethostname()
-
-
-def _proc_start(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
 
 
 def this_worker() -> dict[str, Any]:
     """What identifies the running process across pid reuse (stored in ``import_jobs.worker``)."""
-    return {"host": HOST, "pid": os.getpid(), "start": _proc_start(os.getpid())}
+    return {"host": HOST, "pid": os.getpid(), "start": MY_START}
 
 
 def worker_alive(worker: dict[str, Any]) -> bool:
     """Is the process that took a job still running? (Unknowable on another host: assumed so.)"""
     if worker.get("host") != HOST:
         return True
-    start = _proc_start(int(worker.get("pid", 0)))
+    start = proc_start(int(worker.get("pid", 0)))
     return start is not None and start == worker.get("start")
 
 

@@ -27,9 +27,10 @@ from provider.errors import AtollError, Conflict
 from provider.imaging.convert import Limits, check_info, convert
 from provider.imaging.fetch import fetch
 from provider.imaging.inspect import Inspection, inspect
-from provider.services.base import Service, now
+from provider.model import Resource
+from provider.services.base import Service
 from provider.services.imports_jobs import IMPORTS_CONTAINER, Job, this_worker
-from provider.services.model import Resource
+from provider.utils.host import now
 
 LOG = logging.getLogger(__name__)
 

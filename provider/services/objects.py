@@ -11,9 +11,10 @@ from sqlalchemy import Connection, select, update
 
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput
-from provider.services.base import Service, new_id, now
-from provider.services.model import Resource
+from provider.model import Resource
+from provider.services.base import Service
 from provider.utils.faults import failpoint
+from provider.utils.host import new_id, now
 from provider.utils.names import check_key, check_value, split_object_ref
 
 SNAPSHOTS_CONTAINER = "snapshots"
@@ -137,5 +138,5 @@ class ObjectService(Service):
                     f"{res.kind} {res.image.name!r}: unregister it first (atoll image unregister "
                     f"{res.image.name})"
                 )
-            self.store.volumes.datapath.refuse_if_attached(res, "delete it")
+            self.store.datapath.refuse_if_attached(res, "delete it")
             files += self.hide(conn, res.id)

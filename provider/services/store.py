@@ -7,12 +7,14 @@ import logging
 import os
 from functools import cached_property
 
+from atoll_common import process
 from provider.backends import Backend, load_backend, pick_local
 from provider.catalog import SCHEMA_VERSION, Catalog
 from provider.config import Config
 from provider.errors import BadConfiguration
 from provider.services.base import Caller
 from provider.services.customize import CustomizeService
+from provider.services.datapath import DataPath
 from provider.services.fsck import FsckService
 from provider.services.glance import GlanceService
 from provider.services.identity import IdentityService
@@ -23,7 +25,6 @@ from provider.services.imports_glance import GlanceImportService
 from provider.services.objects import ObjectService
 from provider.services.resources import ResourceService
 from provider.services.volumes import VolumeService
-from provider.utils import process
 
 LOG = logging.getLogger(__name__)
 
@@ -120,6 +121,10 @@ class Store:
     @cached_property
     def volumes(self) -> VolumeService:
         return VolumeService(self)
+
+    @cached_property
+    def datapath(self) -> DataPath:
+        return DataPath(self)
 
     @cached_property
     def resources(self) -> ResourceService:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import json
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, insert, select, update
@@ -12,28 +11,27 @@ from sqlalchemy import Connection, delete, insert, select, update
 from provider.backends.base import SnapshotLayout
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound
-from provider.services.base import Service, new_id, now
+from provider.model import Resource
+from provider.services.base import Service
 from provider.services.chains import Chains
-from provider.services.model import Resource
+from provider.services.datapath import DataPath
 from provider.services.objects import SNAPSHOTS_CONTAINER
 from provider.utils.faults import failpoint
+from provider.utils.host import new_id, now
 from provider.utils.names import check_name
 from provider.utils.props import EXCLUDE_ALL_TASKS
 from provider.utils.sizes import format_size
 
 if TYPE_CHECKING:
-    from provider.datapath.model import Attachment
-    from provider.datapath.service import DataPath
+    from provider.model import Attachment
 
 SNAPSHOT_OF = "ATOLL_SNAPSHOT_OF"
 
 
 class VolumeService(Service):
-    @cached_property
+    @property
     def datapath(self) -> DataPath:
-        from provider.datapath.service import DataPath
-
-        return DataPath(self.store)
+        return self.store.datapath
 
     def attach(self, ref: str, userspace: bool = False, readonly: bool | None = None) -> Attachment:
         """Attach a volume, or read-only a snapshot, image or object, on this host (idempotent)."""

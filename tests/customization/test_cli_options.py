@@ -9,8 +9,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from customization.cli_options import customization_options, params_from_options
 from customization.errors import ParameterError
+from provider.cli.customization_options import customization_options, params_from_options
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMxU9oG3rSSjtyBBVJPXtZxv6g7mvhJkCz5E2sPqYQ8K test@host"
 

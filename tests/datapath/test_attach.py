@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from provider.datapath import local_disk, loop
 from provider.errors import InUse, NotFound, PermissionDenied
+from provider.services.local_disk import local_disk, loop
 from tests.conftest import StoreEnv
 from tests.datapath.conftest import IMAGE_SIZE, Disks, leftovers, read_at, sha256_file, write_direct
 from tests.helpers import need_tools
@@ -162,8 +162,8 @@ def test_local_disk_detaches_only_what_it_attached(denv: StoreEnv, disks: Disks)
         if denv.backend == "reflink":
             assert path.endswith(".raw")  # the raw file itself: nothing to set up
         else:
-            assert path.startswith("/dev/loop") and volumes.datapath.attachment(vid) is not None
-    assert volumes.datapath.attachment(vid) is None
+            assert path.startswith("/dev/loop") and disks.store.datapath.attachment(vid) is not None
+    assert disks.store.datapath.attachment(vid) is None
     att = volumes.attach("ld")
     assert att.device is not None
     with local_disk(disks.store, "ld") as path:
@@ -176,7 +176,7 @@ def test_local_disk_detaches_only_what_it_attached(denv: StoreEnv, disks: Disks)
     if denv.backend == "reflink":
         with open(att.device, "rb") as dev:
             assert dev.read(24) == b"written-through-the-file"
-    assert volumes.datapath.attachment(vid) == att
+    assert disks.store.datapath.attachment(vid) == att
     with pytest.raises(PermissionDenied), local_disk(disks.store, disks.image.id):
         pass
     volumes.detach("ld")

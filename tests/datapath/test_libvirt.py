@@ -11,8 +11,8 @@ import pytest
 
 from provider.config import LibvirtConfig
 from provider.datapath.libvirt import disk_xml
-from provider.datapath.model import Attachment
 from provider.errors import BadConfiguration, InUse, InvalidInput
+from provider.model import Attachment
 from tests.conftest import StoreEnv
 from tests.datapath.conftest import IMAGE_SIZE, Disks
 from tests.helpers import need, need_tools

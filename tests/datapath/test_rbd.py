@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from provider.backends.ceph import Location
 from provider.backends.rbd import RbdBackend
 from provider.config import StoreConfig
 from provider.datapath import rbd as rbd_path
 from provider.datapath import rbd_locks
+from provider.datapath.ceph import Location
 from provider.datapath.libvirt import disk_xml
 from provider.errors import DataPathError, InUse
 from tests.conftest import StoreEnv, backend_env

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from customization.errors import CustomizationError
-from customization.ganeti_os import osparams
 from customization.params import Secret
+from provider.ganeti import osparams
 
 KEY = "ssh-ed25519 " + base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519" + bytes(32)).decode() + " me@laptop"
 SECRET = "correct horse battery staple"

@@ -29,7 +29,7 @@ def _is_read_only(backend: Backend, locator: str) -> bool:
         return backend.path(locator).stat().st_mode & 0o222 == 0
     import rbd
 
-    from provider.backends.ceph import Location
+    from provider.datapath.ceph import Location
 
     loc = Location.parse(locator)
     io_ctx = backend.cluster.ioctx(loc.pool, loc.namespace)  # type: ignore[attr-defined]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from provider.backends.ceph import Location, translate
 from provider.backends.rbd import RbdBackend
 from provider.config import StoreConfig
+from provider.datapath.ceph import Location, translate
 from provider.errors import BackendError, BadConfiguration, InUse, NotFound, StorageFull
 from tests.conftest import StoreEnv, backend_env, write_disk
 

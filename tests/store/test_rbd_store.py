@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from provider.backends.ceph import Location
 from provider.backends.rbd import RbdBackend
+from provider.datapath.ceph import Location
 from tests.conftest import StoreEnv, write_disk
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from atoll_common.booleans import parse_bool
 from provider import config as config_mod
 from provider.errors import BadConfiguration, UsageError
 from provider.utils.names import check_name, parse_pairs, split_object_ref
-from provider.utils.props import is_snapshot, snf_bool
+from provider.utils.props import is_snapshot
 from provider.utils.sizes import format_size, parse_size
 
 
@@ -71,7 +72,7 @@ def test_object_refs() -> None:
      ("0", False), ("unset", False), ("", False), (None, False), ("maybe", True)],
 )  # fmt: skip
 def test_snf_bool_follows_snf_image(value: str | None, expected: bool) -> None:
-    assert snf_bool(value) is expected
+    assert parse_bool(value, strict=False) is expected
 
 
 def test_snapshot_is_derived_from_properties_case_insensitively() -> None:

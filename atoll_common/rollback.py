@@ -18,6 +18,7 @@ class Undo:
         self._steps.append((fn, args))
 
     def clear(self) -> None:
+        """Keep what was done: nothing is undone any more (call it once the work is committed)."""
         self._steps.clear()
 
     def run(self) -> None:
@@ -31,7 +32,8 @@ class Undo:
 
 @contextmanager
 def rollback() -> Iterator[Undo]:
-    """``with rollback() as undo: undo.push(remove, path)`` — the steps run only if the block raises."""
+    """``with rollback() as undo: undo.push(remove, path)`` — the steps run only if the block raises
+    (any exception, KeyboardInterrupt included)."""
     undo = Undo()
     try:
         yield undo

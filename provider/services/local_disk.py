@@ -26,7 +26,7 @@ def local_disk(store: Store, ref: str, writable: bool = True) -> Iterator[str]:
     :raises PermissionDenied: ``writable`` on a read-only resource.
     :raises InUse: it is attached in a way that gives no raw view (userspace NBD), or read-only.
     """
-    datapath = store.volumes.datapath
+    datapath = store.datapath
     res = store.volumes.get(ref)
     if writable and res.mode == "ro":
         raise PermissionDenied(reason=f"{res.kind} {res.name!r} is read-only")

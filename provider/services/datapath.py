@@ -9,18 +9,18 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, select
 
+from atoll_common.rollback import rollback
 from provider.backends.base import SnapshotResult
 from provider.backends.rbd import RbdBackend
 from provider.catalog import schema as t
 from provider.datapath.base import Attacher, FileAttacher, Request
-from provider.datapath.model import Access, Attachment, Mode
 from provider.datapath.qsd import QsdAttacher
 from provider.datapath.rbd import RbdAttacher
 from provider.errors import CapabilityNotSupported, DataPathError, InUse, NotFound, PermissionDenied
-from provider.services.base import HOST, Service, now
-from provider.services.model import Resource
+from provider.model import Access, Attachment, Mode, Resource
+from provider.services.base import Service
+from provider.utils.host import HOST, now
 from provider.utils.names import UUID_RE
-from provider.utils.rollback import rollback
 
 LOG = logging.getLogger(__name__)
 

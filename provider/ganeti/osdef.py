@@ -1,5 +1,6 @@
-"""The OS scripts: ``create`` customizes the instance's disk; ``export``/``import`` stream it for
-``gnt-backup``; ``rename`` and ``verify``.
+"""The Ganeti OS definition, run as ``python -m provider.ganeti.osdef <action>`` by the shims in
+``customization/ganeti_os/``: ``create`` customizes the instance's disk; ``export``/``import`` stream it
+for ``gnt-backup``; ``rename`` and ``verify``.
 
 ``create`` on an Atoll clone only customizes (the clone already holds the image); on any other disk, or on
 ``gnt-instance reinstall``, it first copies the image onto the disk as snf-image does.
@@ -15,9 +16,8 @@ from typing import BinaryIO
 
 from customization.engine import customize
 from customization.errors import ParameterError
-from customization.ganeti_os import osparams
 from provider.errors import UsageError
-from provider.ganeti import osglue
+from provider.ganeti import osglue, osparams
 from provider.ganeti.script import open_store, run
 from provider.services import Resource, Store
 from provider.utils.sizes import format_size
@@ -152,3 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[:2] == ["verify", "parameters"]:  # Ganeti's only verify mode
         args = ["verify"]
     return run("atoll-os", ACTIONS, args, USAGE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

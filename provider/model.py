@@ -1,10 +1,11 @@
-"""The resource as services and interfaces see it: one row plus its views; the kind is derived."""
+"""Atoll's domain model: the resource (one row plus its views; the kind is derived) and the attachment
+(the typed result of attaching a resource on a host)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 from sqlalchemy import Row
 
@@ -183,3 +184,49 @@ def build(
         if vol
         else None,
     )
+
+
+# ---- attachments -----------------------------------------------------------------------------------
+Mode = Literal["ro", "rw"]
+Access = Literal["kernelspace", "userspace"]
+Kind = Literal["block", "file", "nbd", "rbd"]
+MODES = ("ro", "rw")
+ACCESSES = ("kernelspace", "userspace")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One resource attached on one host.
+
+    ``device`` is a block device path (kernelspace), ``uri`` what QEMU opens (userspace: ``nbd:unix:…``
+    or a raw file path). ``path`` is the file behind the device (the data file, or a daemon's FUSE
+    export); ``daemon_dir`` holds a supervised daemon's pid file, QMP socket and FUSE file;
+    ``socket_dir`` its unix sockets (``daemon_dir`` unless that path is too long for a socket name).
+    """
+
+    resource_id: str
+    mode: Mode
+    access: Access
+    kind: Kind
+    device: str | None
+    uri: str | None
+    host: str
+    path: str | None = None
+    daemon_dir: str | None = None
+    socket_dir: str | None = None
+
+    @property
+    def readonly(self) -> bool:
+        return self.mode == "ro"
+
+    @property
+    def lines(self) -> list[str]:
+        """What ``atoll volume attach`` prints: the device and/or the URI, one per line."""
+        return [x for x in (self.device, self.uri) if x]
+
+    def state(self) -> dict[str, Any]:
+        """The fields detach needs beyond the indexed ones (stored as JSON in the catalog)."""
+        return {"path": self.path, "daemon_dir": self.daemon_dir, "socket_dir": self.socket_dir}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
