@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provider.imaging.fetch import shown
-from provider.utils.host import HOST, MY_START, proc_start
+from provider.utils.host import HOST, proc_start
 
 IMPORTS_CONTAINER = "imports"
 METHODS = ("local-file", "glance-direct", "web-download")
@@ -16,7 +16,10 @@ METHODS = ("local-file", "glance-direct", "web-download")
 
 def this_worker() -> dict[str, Any]:
     """What identifies the running process across pid reuse (stored in ``import_jobs.worker``)."""
-    return {"host": HOST, "pid": os.getpid(), "start": MY_START}
+    # NOTE: not utils.host.MY_START: that is taken at import time, which under gunicorn is the master's
+    # (the module is imported before the fork), and would make every worker look dead.
+    pid = os.getpid()
+    return {"host": HOST, "pid": pid, "start": proc_start(pid)}
 
 
 def worker_alive(worker: dict[str, Any]) -> bool:

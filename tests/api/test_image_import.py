@@ -202,3 +202,16 @@ def test_bad_requests(server: ApiServer, samples: dict[str, Path]) -> None:
     assert (
         resp.status_code == 400 and "disk format 'ami' cannot be imported" in resp.json()["error"]["message"]
     )
+
+
+def test_each_job_ran_once(server: ApiServer) -> None:
+    """Two server processes, two pools: no job was taken twice (a claim is one conditional UPDATE and a
+    live worker is never mistaken for a dead one), and nothing failed unexpectedly."""
+    log = server.log()
+    assert "Traceback" not in log and "internal error" not in log
+    taken = [
+        line.split("worker takes import ")[1].split()[0]
+        for line in log.splitlines()
+        if "worker takes" in line
+    ]
+    assert taken and len(taken) == len(set(taken))
