@@ -97,16 +97,19 @@ def run(runs: int, size: int, data: int) -> tuple[list[float], list[float], list
 
 
 def table(hand: list[float], active: list[float], digested: list[float]) -> str:
-    base = statistics.median(hand)
+    med, low = statistics.median(hand), min(hand)
     rows = [
         ("qemu-img convert -O raw (by hand)", hand),
         ("atoll image import, until active", active),
         ("atoll image import, until digests filled", digested),
     ]
-    lines = ["| what | runs | median s | min s | x by hand |", "|---|---|---|---|---|"]
+    lines = [
+        "| what | runs | median s | min s | x by hand (medians) | x by hand (minimums) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, times in rows:
-        med = statistics.median(times)
-        lines.append(f"| {name} | {len(times)} | {med:.2f} | {min(times):.2f} | {med / base:.2f}x |")
+        m, n = statistics.median(times), min(times)
+        lines.append(f"| {name} | {len(times)} | {m:.2f} | {n:.2f} | {m / med:.2f}x | {n / low:.2f}x |")
     return "\n".join(lines)
 
 
@@ -120,6 +123,7 @@ def main() -> int:
     size, data = parse_size(args.size), parse_size(args.data)
     hand, active, digested, qcow2_size = run(args.runs, size, data)
     ratio = statistics.median(active) / statistics.median(hand)
+    best = min(active) / min(hand)
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     about = " ".join(
         [
@@ -127,8 +131,9 @@ def main() -> int:
             "with other jobs). Source: a qcow2 of",
             f"{format_size(size)} virtual, {format_size(data)} of data ({format_size(qcow2_size)} file),",
             "converted to raw on the same filesystem (qcow2 store); runs alternate, page cache warm.",
-            f"Goal: import until active ≤ {GOAL}x by hand — measured {ratio:.2f}x",
-            "(met)." if ratio <= GOAL else "(NOT met).",
+            f"Goal: import until active ≤ {GOAL}x by hand — measured {ratio:.2f}x on medians",
+            f"({'met' if ratio <= GOAL else 'NOT met'}), {best:.2f}x on minimums",
+            f"({'met' if best <= GOAL else 'NOT met'}); under load the minimums are the steadier figure.",
         ]
     )
     text = "\n".join([HEADING, "", about, "", table(hand, active, digested), ""])

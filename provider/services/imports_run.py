@@ -16,6 +16,7 @@ import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,23 +35,26 @@ from provider.utils.host import now
 
 LOG = logging.getLogger(__name__)
 
-_PROGRESS_EVERY = 0.5  # seconds between progress writes to the catalog
+_PROGRESS_EVERY = 2.0  # seconds between progress writes to the catalog
+_SCRATCH = ("download", "copy", "raw")
 
 
 class _Hasher(io.RawIOBase):
     """A write-only sink that hashes what it is given (to fill in a digest lazily)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
         super().__init__()
         self.digests = {name: hashlib.new(name) for name in ("sha256", "md5", "sha512")}
+        self.pool = pool
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        for digest in self.digests.values():
-            digest.update(data)
-        return memoryview(data).nbytes
+        chunk = bytes(data)  # hashlib releases the GIL on large buffers: the three run in parallel
+        for done in [self.pool.submit(d.update, chunk) for d in self.digests.values()]:
+            done.result()
+        return len(chunk)
 
 
 Listener = Callable[[str | None, int, int | None], None]  # (phase, done, total) as the job advances
@@ -71,6 +75,7 @@ class ImportRunner(Service):
                 .values(
                     state="importing",
                     worker=json.dumps(this_worker()),
+                    scratch=json.dumps([str(self._scratch(job_id, k)) for k in _SCRATCH]),
                     attempts=t.import_jobs.c.attempts + 1,
                     updated_at=now(),
                 )
@@ -103,7 +108,7 @@ class ImportRunner(Service):
             found = self._inspect(job, fd)
             raw = own  # our own staged copy is stored as is (a rename where the backend can)
             if found.needs_conversion:
-                raw = self._scratch(job, "raw")
+                raw = self._scratch(job.id, "raw")
                 self._convert(job, source, found, raw)
             return self._store(job, found, raw, fd)
 
@@ -113,7 +118,7 @@ class ImportRunner(Service):
         """``(path qemu-img may open, descriptor the inspector reads, the file if it is ours)``."""
         own: Path | None = Path(job.source)
         if job.method == "web-download":
-            own = self._scratch(job, "download")
+            own = self._scratch(job.id, "download")
             self._phase(job, "fetching")
             with open(own, "xb") as out:
                 fetch(job.source, out, self.store.imports.policy, lambda d, n: self._progress(job, d, n))
@@ -131,26 +136,20 @@ class ImportRunner(Service):
 
     def _copy_local(self, job: Job, path: Path) -> Path:
         """Copy a file others could change between inspection and conversion."""
-        copy = self._scratch(job, "copy")
+        copy = self._scratch(job.id, "copy")
         self._phase(job, "copying")
         with open(path, "rb") as src, open(copy, "xb") as dst:
             shutil.copyfileobj(src, dst, 4 << 20)
         return copy
 
-    def _scratch(self, job: Job, kind: str) -> Path:
-        """A scratch file of the job, recorded first so a restart removes it if this process dies."""
-        path = self.store.backend().scratch_dir() / f".import-{job.id}.{kind}"
-        with self.catalog.write() as conn:
-            row = conn.execute(t.import_jobs.select().where(t.import_jobs.c.id == job.id)).one()
-            files = sorted({*json.loads(row.scratch or "[]"), str(path)})
-            conn.execute(
-                update(t.import_jobs).where(t.import_jobs.c.id == job.id).values(scratch=json.dumps(files))
-            )
-        return path
+    def _scratch(self, job_id: str, kind: str) -> Path:
+        """A scratch file of the job (every one is listed in the job when it is claimed, so a restart
+        removes it if this process dies)."""
+        return self.store.backend().scratch_dir() / f".import-{job_id}.{kind}"
 
     # ---- inspect, convert ----------------------------------------------------------------------------
     def _inspect(self, job: Job, fd: int) -> Inspection:
-        self._phase(job, "inspecting")
+        self._phase(job, "inspecting", record=False)  # a few header reads: not worth a catalog write
 
         def read(offset: int, length: int) -> bytes:
             return os.pread(fd, length, offset)
@@ -230,9 +229,8 @@ class ImportRunner(Service):
         sha512 for Glance's ``checksum``/``os_hash_value``). The image is already usable meanwhile;
         the job's ``phase`` says ``digest``."""
         self._phase(job, "digest", total=res.size)
-        sink = _Hasher()
         try:
-            with io.BufferedWriter(sink, 4 << 20) as out:
+            with ThreadPoolExecutor(3) as pool, io.BufferedWriter(sink := _Hasher(pool), 4 << 20) as out:
                 self.store.backend(res.backend).export_stream(res.locator, "raw", out)
         except (OSError, AtollError) as e:
             LOG.warning("could not hash %s: %s", res.id, e)
@@ -256,17 +254,18 @@ class ImportRunner(Service):
                 update(t.import_jobs).where(t.import_jobs.c.id == job.id).values(updated_at=now(), **values)
             )
 
-    def _phase(self, job: Job, phase: str | None, total: int | None = None) -> None:
-        self._update(job, phase=phase, done=0, total=total)
+    def _phase(self, job: Job, phase: str | None, total: int | None = None, record: bool = True) -> None:
+        if record:
+            self._update(job, phase=phase, done=0, total=total)
         self._last_progress = 0.0  # the phase's first progress is always written
         if self.listener:
             self.listener(phase, 0, total)
 
     def _progress(self, job: Job, done: float, total: float | None) -> None:
-        """Record progress at most every half second (``done``/``total`` in bytes or percent)."""
+        """Record progress at most every two seconds (``done``/``total`` in bytes or percent)."""
         if self.listener:
             self.listener("", int(done), None if total is None else int(total))
-        if time.monotonic() - self._last_progress < _PROGRESS_EVERY and done != total:
+        if time.monotonic() - self._last_progress < _PROGRESS_EVERY:
             return
         self._last_progress = time.monotonic()
         self._update(job, done=int(done), total=None if total is None else int(total))
