@@ -61,7 +61,9 @@ class Api:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    self._store = Store.open(self.config, SERVER_CALLER)
+                    store = Store.open(self.config, SERVER_CALLER)
+                    store.backend()  # resolved once, shared by every request's store
+                    self._store = store
         return self._store
 
     def store_for(self, req: falcon.Request) -> Store:

@@ -7,9 +7,6 @@ delete), ``/v2/images/{id}/file`` (streamed upload and download), ``…/actions/
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
 from typing import IO, Any, cast
 
 import falcon
@@ -18,11 +15,8 @@ from provider.api import image_schemas
 from provider.api.base import Api, read_json, send_json
 from provider.api.errors import PayloadTooLarge, UnsupportedMediaType
 from provider.api.image_views import PATCH_TYPES, next_link, parse_patch, parse_query, render, split_create
-from provider.backends import Backend
-from provider.errors import CapabilityNotSupported, InvalidInput, PermissionDenied
-
-LOG = logging.getLogger(__name__)
-READ_BUFFER = 1 << 20
+from provider.errors import InvalidInput
+from provider.services.streams import open_image_data
 
 
 class Images:
@@ -69,29 +63,6 @@ class Image:
         resp.status = 204
 
 
-def _export(backend: Backend, locator: str, disk_format: str) -> IO[bytes]:
-    """The raw bytes of a backend object as a file to stream: the file itself when it is a raw file,
-    else the read end of a pipe a thread exports into (qcow2 chains, RBD)."""
-    if disk_format == "raw":
-        try:
-            return open(backend.path(locator), "rb", buffering=READ_BUFFER)
-        except CapabilityNotSupported:
-            pass
-    rfd, wfd = os.pipe()
-
-    def run() -> None:
-        with open(wfd, "wb", buffering=READ_BUFFER) as out:
-            try:
-                backend.export_stream(locator, disk_format, out)
-            except BrokenPipeError:  # the client went away
-                return
-            except Exception:
-                LOG.exception("export of %s failed; the download is cut short", locator)
-
-    threading.Thread(target=run, name="export", daemon=True).start()
-    return open(rfd, "rb", buffering=READ_BUFFER)
-
-
 class ImageFile:
     def __init__(self, api: Api) -> None:
         self.api = api
@@ -110,19 +81,15 @@ class ImageFile:
         resp.status = 204
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
-        store = self.api.store_for(req)
-        rec = store.glance.show(image_id)
-        if rec.queued:
+        data = open_image_data(self.api.store_for(req), image_id)
+        if data.stream is None:
             resp.status = 204
             return
-        if rec.status == "deactivated" and not store.caller.admin:
-            raise PermissionDenied(reason=f"image {image_id} is deactivated: its data cannot be downloaded")
-        res = store.images.get(image_id)
         resp.content_type = "application/octet-stream"
-        resp.content_length = res.size
-        if rec.glance.get("checksum"):
-            resp.set_header("Content-MD5", rec.glance["checksum"])
-        resp.stream = _export(store.backend(res.backend), res.locator, res.disk_format)
+        resp.content_length = data.size
+        if data.checksum:
+            resp.set_header("Content-MD5", data.checksum)
+        resp.stream = data.stream
 
 
 class Action:

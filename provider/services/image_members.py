@@ -11,8 +11,9 @@ from sqlalchemy import Connection, delete, select, update
 
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, InvalidInput, NotFound, PermissionDenied
-from provider.services.base import Service, now
+from provider.services.base import Service
 from provider.services.image_records import ImageRecord
+from provider.utils.host import now
 
 STATUSES = ("pending", "accepted", "rejected")
 

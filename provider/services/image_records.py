@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, false, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, false, or_, select, true
 
 from provider.catalog import schema as t
 from provider.services.base import Caller
@@ -127,6 +127,17 @@ def visibility_filter(caller: Caller, visibility: str, member_status: str) -> Co
     return false()
 
 
+# Built once: composing SQLAlchemy expressions costs more than running these queries.
+_TAGS = (
+    select(t.image_tags.c.resource_id, t.image_tags.c.tag)
+    .where(t.image_tags.c.resource_id.in_(bindparam("ids", expanding=True)))
+    .order_by(t.image_tags.c.tag)
+)
+_MEMBERS = select(t.image_members.c.resource_id, t.image_members.c.member, t.image_members.c.status).where(
+    t.image_members.c.resource_id.in_(bindparam("ids", expanding=True))
+)
+
+
 def records(conn: Connection, rows: Iterable[Any]) -> list[ImageRecord]:
     """Records for ``rows`` of :func:`base_query`, with their tags and members (two more queries)."""
     out = [_record(row) for row in rows]
@@ -134,17 +145,9 @@ def records(conn: Connection, rows: Iterable[Any]) -> list[ImageRecord]:
         return out
     by_id = {r.id: r for r in out}
     ids = list(by_id)
-    for rid, tag in conn.execute(
-        select(t.image_tags.c.resource_id, t.image_tags.c.tag)
-        .where(t.image_tags.c.resource_id.in_(ids))
-        .order_by(t.image_tags.c.tag)
-    ):
+    for rid, tag in conn.execute(_TAGS, {"ids": ids}):
         by_id[rid].tags.append(tag)
-    for rid, member, status in conn.execute(
-        select(t.image_members.c.resource_id, t.image_members.c.member, t.image_members.c.status).where(
-            t.image_members.c.resource_id.in_(ids)
-        )
-    ):
+    for rid, member, status in conn.execute(_MEMBERS, {"ids": ids}):
         by_id[rid].members[member] = status
     return out
 
@@ -173,9 +176,12 @@ def _record(row: Any) -> ImageRecord:
 
 
 def load_record(conn: Connection, image_id: str) -> ImageRecord | None:
-    rows = conn.execute(base_query().where(t.image_views.c.resource_id == image_id)).all()
+    rows = conn.execute(_ONE, {"rid": image_id}).all()
     found = records(conn, rows)
     return found[0] if found else None
+
+
+_ONE = base_query().where(t.image_views.c.resource_id == bindparam("rid"))
 
 
 def lineage(conn: Connection, rec: ImageRecord) -> dict[str, str]:

@@ -172,3 +172,15 @@ def test_property_protection_per_role(server: ApiServer) -> None:
         ]
         == "42"
     )
+
+
+def test_body_longer_than_declared(server: ApiServer) -> None:
+    """The declared bytes are the image; what follows is answered as a malformed next request."""
+    token = server.token("alice")
+    image_id = new_image(server, token)
+    reply = raw_upload(server, token, image_id, declared=1 << 20, send=(1 << 20) + 4096)
+    statuses = [line.split(b" ")[1] for line in reply.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+    assert statuses[0] == b"204" and all(s == b"400" for s in statuses[1:])
+    assert image_status(server, token, image_id) == "active"
+    shown = requests.get(f"{server.url}/v2/images/{image_id}", headers={"X-Auth-Token": token}, timeout=30)
+    assert shown.json()["size"] == 1 << 20
