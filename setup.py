@@ -43,6 +43,7 @@ setup(
             "keystoneauth1>=5.6",
             "python-glanceclient>=4.5",
             "openstacksdk>=3.0",
+            "python-swiftclient>=4.4",
             "pyopenssl>=24.2",  # Debian's python3-openssl does not match the venv's cryptography
         ],
     },

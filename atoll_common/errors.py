@@ -24,6 +24,19 @@ class AtollError(Exception):
         super().__init__(text)
 
 
+class InvalidInput(AtollError):
+    """A request that cannot be carried out as asked (e.g. a clone smaller than its source, a property
+    that does not parse); an HTTP interface answers it with 400."""
+
+    message = "invalid input"
+
+
+class UsageError(InvalidInput):
+    """Malformed input: a size, name, key or value that does not parse (exit code 2, like click)."""
+
+    exit_code = 2
+
+
 class ToolError(AtollError):
     """An external tool is missing, failed or hung; the message names it and quotes its last error line."""
 

@@ -12,10 +12,11 @@ LOG = logging.getLogger(__name__)
 
 class Undo:
     def __init__(self) -> None:
-        self._steps: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self._steps: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
 
-    def push(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._steps.append((fn, args))
+    def push(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Undo with ``fn(*args, **kwargs)`` if the block fails (steps run last pushed, first)."""
+        self._steps.append((fn, args, kwargs))
 
     def clear(self) -> None:
         """Keep what was done: nothing is undone any more (call it once the work is committed)."""
@@ -23,9 +24,9 @@ class Undo:
 
     def run(self) -> None:
         while self._steps:
-            fn, args = self._steps.pop()
+            fn, args, kwargs = self._steps.pop()
             try:
-                fn(*args)
+                fn(*args, **kwargs)
             except Exception:  # the original error matters more; keep undoing the rest
                 LOG.exception("rollback step %s failed", getattr(fn, "__name__", fn))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from atoll_common.errors import AtollError, ToolError
+from atoll_common.errors import AtollError, InvalidInput, ToolError
 
 if TYPE_CHECKING:
     from customization.report import Report
@@ -36,11 +36,11 @@ class CustomizationError(AtollError):
         super().__init__(" ".join(str(message).split()))
 
 
-class PropertyError(CustomizationError):
+class PropertyError(CustomizationError, InvalidInput):
     """An image property is unknown, malformed or contradicts another one."""
 
 
-class ParameterError(CustomizationError):
+class ParameterError(CustomizationError, InvalidInput):
     """An instance parameter (hostname, password, key, injected file, ...) is invalid."""
 
 

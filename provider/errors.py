@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-from atoll_common.errors import AtollError, ToolError
+from atoll_common.errors import AtollError, InvalidInput, ToolError, UsageError
 
-__all__ = [
-    "AtollError",
-    "ToolError",
-]
-
-
-class InvalidInput(AtollError):
-    """A request that cannot be carried out as asked (e.g. a clone smaller than its source)."""
-
-    message = "invalid input"
-
-
-class UsageError(InvalidInput):
-    """Malformed input: a size, name, key or value that does not parse (exit code 2, like click)."""
-
-    exit_code = 2
+__all__ = ["AtollError", "InvalidInput", "ToolError", "UsageError"]
 
 
 class NotFound(AtollError):
@@ -74,10 +59,26 @@ class DataPathError(AtollError):
     message = "data path failure: %(reason)s"
 
 
+class MissingBlocks(Conflict):
+    """A hashmap names blocks the store does not hold for the caller: upload them, then retry."""
+
+    message = "%(count)d blocks of the hashmap are missing: upload them (POST ?update) and retry"
+
+    def __init__(self, hashes: list[str]) -> None:
+        super().__init__(count=len(hashes))
+        self.hashes = hashes
+
+
 class AuthenticationFailed(AtollError):
     """Wrong credentials, or a token that is missing, malformed, expired or revoked (HTTP 401)."""
 
     message = "authentication failed: %(reason)s"
+
+
+class ChecksumMismatch(InvalidInput):
+    """The uploaded bytes do not have the digest the client announced (nothing is kept)."""
+
+    message = "the uploaded data has md5 %(got)s, not the ETag %(expected)r the client sent"
 
 
 class TooLarge(InvalidInput):

@@ -10,6 +10,7 @@ import secrets
 import stat
 from collections.abc import Iterator
 
+from atoll_common.rollback import rollback
 from customization.errors import GuestPathError
 from customization.guestfs import loop
 from customization.guestfs.base import SELINUX_XATTR, GuestFS, Stat, kind_of
@@ -26,13 +27,11 @@ class MountedFS(GuestFS):
 
     def __init__(self, disk: str, offset: int, size: int, fstype: str) -> None:
         self._stack = contextlib.ExitStack()
-        try:
+        with rollback() as undo:
+            undo.push(self._stack.close)
             self.mountpoint = self._stack.enter_context(loop.mounted(disk, offset, size, fstype))
             self._root = os.open(self.mountpoint, _DIR)
             self._stack.callback(os.close, self._root)
-        except BaseException:
-            self._stack.close()
-            raise
         self.fstype = fstype
 
     def close(self) -> None:
@@ -105,7 +104,8 @@ class MountedFS(GuestFS):
             fd = os.open(
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd
             )
-            try:
+            with rollback() as undo:
+                undo.push(os.unlink, tmp, dir_fd=dfd)
                 try:
                     view = memoryview(data)
                     while view:
@@ -117,10 +117,6 @@ class MountedFS(GuestFS):
                 finally:
                     os.close(fd)
                 os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp, dir_fd=dfd)
-                raise
 
     def _mkdir(self, path: str, mode: int, uid: int, gid: int, label: bytes | None) -> None:
         with self._at(path) as (dfd, name):

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from customization.tasks import (
     add_swap,
+    assign_hostname,
+    change_machine_id,
+    change_password,
+    delete_ssh_keys,
+    enforce_personality,
+    filesystem_resize,
     fix_partition_table,
-    inject_files,
     inject_ssh_keys,
-    machine_id,
-    resize_filesystem,
-    set_hostname,
-    set_passwords,
-    ssh_host_keys,
 )
 from customization.tasks.base import TaskModule
 
 ALL: tuple[TaskModule, ...] = (
     fix_partition_table,
-    resize_filesystem,
+    filesystem_resize,
     add_swap,
-    set_hostname,
-    set_passwords,
+    assign_hostname,
+    change_password,
     inject_ssh_keys,
-    ssh_host_keys,
-    machine_id,
-    inject_files,
+    delete_ssh_keys,
+    change_machine_id,
+    enforce_personality,
 )

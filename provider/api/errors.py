@@ -44,6 +44,7 @@ class MethodNotAllowed(errors.AtollError):
 
 
 _EXTRA: dict[type[errors.AtollError], int] = {
+    errors.ChecksumMismatch: 422,
     UnsupportedMediaType: 415,
     MethodNotAllowed: 405,
 }

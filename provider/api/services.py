@@ -26,4 +26,5 @@ SERVICE_MODULES: tuple[str, ...] = (
     "provider.api.identity",
     "provider.api.images",
     "provider.api.imports",
+    "provider.api.swift",
 )

@@ -2,21 +2,29 @@
 
 A backend stores bytes and knows nothing of objects, images or volumes: the catalog maps resources to
 backend *locators* (a file name, an RBD image spec) and the services decide what a resource is.
+
+Everything the layers above need to know about an engine is declared here and answered by the backend
+(never guessed from its name or class): its ``capabilities`` (checked with :meth:`Backend.require`,
+one clear error when one is missing), the disk format of a new volume (``volume_format``), the attacher
+that brings a resource to a hypervisor (:meth:`Backend.attacher_class`) and the raw local file behind a
+resource, if any (:meth:`Backend.raw_file`). A fourth backend is one module here plus an entry point.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
-import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, ClassVar
 
 from atoll_common import process
 from provider.config import StoreConfig
 from provider.errors import CapabilityNotSupported
+
+if TYPE_CHECKING:
+    from provider.datapath.base import Attacher
 
 
 class Capability(enum.IntFlag):
@@ -26,6 +34,7 @@ class Capability(enum.IntFlag):
     THIN = enum.auto()  # unwritten ranges take no space
     REFLINK = enum.auto()  # clone/snapshot share extents in the filesystem: no dependency chain
     SHARED = enum.auto()  # visible from several nodes
+    LAYERED = enum.auto()  # volumes read through a chain of layers (chain/rebase/create_overlay)
 
 
 class SnapshotLayout(enum.Enum):
@@ -55,24 +64,6 @@ class ImportResult:
     sha256: str | None  # None when the backend took the data without reading it (filled in later)
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def requires(capability: Capability, operation: str) -> Callable[[F], F]:
-    """Refuse ``operation`` with CapabilityNotSupported when the backend lacks ``capability``."""
-
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        def inner(self: Backend, *args: Any, **kwargs: Any) -> Any:
-            if not self.capabilities & capability:
-                raise CapabilityNotSupported(backend=self.name, operation=operation)
-            return fn(self, *args, **kwargs)
-
-        return inner  # type: ignore[return-value]
-
-    return wrap
-
-
 class Backend(abc.ABC):
     """A store of raw or qcow2 disks addressed by locator.
 
@@ -83,6 +74,7 @@ class Backend(abc.ABC):
     name = "abstract"
     capabilities = Capability(0)
     snapshot_layout = SnapshotLayout.INDEPENDENT
+    volume_format: ClassVar[str] = "raw"  # the disk format of a new volume (create_empty and clone)
 
     def __init__(self, config: StoreConfig, run: process.Runner = process.run) -> None:
         self.config = config
@@ -149,9 +141,39 @@ class Backend(abc.ABC):
     def list_locators(self) -> Iterable[str]:
         """Every backend object the store holds (fsck compares this with the catalog)."""
 
+    def require(self, capability: Capability, operation: str) -> None:
+        """:raises CapabilityNotSupported: ``the <backend> backend cannot <operation>``, when it lacks
+        ``capability``."""
+        if not self.capabilities & capability:
+            raise CapabilityNotSupported(backend=self.name, operation=operation)
+
+    def attacher_class(self, disk_format: str) -> type[Attacher] | None:
+        """The attacher that brings a resource of ``disk_format`` to hypervisors on this host; None when
+        this backend cannot attach it (the data path service then refuses with one clear error)."""
+        return None
+
+    def raw_file(self, locator: str, disk_format: str) -> Path | None:
+        """The local file whose bytes are the resource's raw disk (tools may work on it directly), or
+        None when there is none (a qcow2 layer, a remote object)."""
+        return None
+
     def path(self, locator: str) -> Path:
         """The local file behind ``locator``, for backends that have one."""
         raise CapabilityNotSupported(backend=self.name, operation="give a local file path")
+
+    # ---- layered backends (Capability.LAYERED) --------------------------------------------------------
+    def chain(self, locator: str) -> list[tuple[str, str]]:
+        """``(locator, format)`` of every layer ``locator`` reads through, itself first."""
+        raise CapabilityNotSupported(backend=self.name, operation="list the layers of a volume")
+
+    def rebase(self, locator: str, base: str, base_format: str) -> None:
+        """Make ``locator`` read straight from ``base``, further down its chain (the layers in between
+        are copied into it; no other object changes)."""
+        raise CapabilityNotSupported(backend=self.name, operation="merge the layers of a volume")
+
+    def create_overlay(self, locator: str, backing: str, size: int) -> None:
+        """A new empty layer ``locator`` over ``backing``, which is not opened (a daemon may hold it)."""
+        raise CapabilityNotSupported(backend=self.name, operation="add layers to a volume")
 
     def snapshot_locator(self, volume: str, resource_id: str) -> str:
         """The locator :meth:`snapshot` should give the snapshot ``resource_id`` of ``volume`` when the

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+from atoll_common.rollback import rollback
 from provider.backends.base import Backend, ImportResult
 from provider.errors import BackendError, BadConfiguration, StorageFull
 
@@ -63,6 +64,9 @@ class FileBackend(Backend):
     def data_dir(self) -> Path:
         return self.config.path / "data"
 
+    def raw_file(self, locator: str, disk_format: str) -> Path | None:
+        return self.path(locator) if disk_format == "raw" else None
+
     def path(self, locator: str) -> Path:
         if "/" in locator or locator.startswith("."):
             raise BackendError(reason=f"bad locator {locator!r}")
@@ -95,24 +99,22 @@ class FileBackend(Backend):
         path = self.path(locator)
         digest = hashlib.sha256()
         size = 0
-        try:
-            with open(path, "xb") as out:
-                for chunk in read_chunks(stream):
-                    digest.update(chunk)
-                    write_sparse(out, chunk)
-                    size += len(chunk)
-                    if progress:
-                        progress(len(chunk))
-                out.truncate(size)
-                out.flush()
-                os.fsync(out.fileno())
-            path.chmod(0o444)  # read-only resources never change
-        except OSError as e:
-            path.unlink(missing_ok=True)
-            raise translate_oserror(e, path) from e
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+        with rollback() as undo:
+            undo.push(path.unlink, missing_ok=True)  # a partial object never stays
+            try:
+                with open(path, "xb") as out:
+                    for chunk in read_chunks(stream):
+                        digest.update(chunk)
+                        write_sparse(out, chunk)
+                        size += len(chunk)
+                        if progress:
+                            progress(len(chunk))
+                    out.truncate(size)
+                    out.flush()
+                    os.fsync(out.fileno())
+                path.chmod(0o444)  # read-only resources never change
+            except OSError as e:
+                raise translate_oserror(e, path) from e
         _fsync_dir(self.data_dir)
         return ImportResult(size=size, sha256=digest.hexdigest())
 

@@ -10,13 +10,22 @@ from typing import IO, Any
 from atoll_common import process
 from provider.backends.base import Capability, CloneResult, SnapshotLayout, SnapshotResult
 from provider.backends.files import FileBackend, copy_raw, translate_oserror
+from provider.datapath.base import Attacher, FileAttacher
+from provider.datapath.qsd import QsdAttacher
 from provider.errors import BackendError
 
 
 class Qcow2Backend(FileBackend):
     name = "qcow2"
-    capabilities = Capability.CLONE | Capability.SNAPSHOT | Capability.GROW | Capability.THIN
+    capabilities = (
+        Capability.CLONE | Capability.SNAPSHOT | Capability.GROW | Capability.THIN | Capability.LAYERED
+    )
     snapshot_layout = SnapshotLayout.FREEZE_TOP
+    volume_format = "qcow2"
+
+    def attacher_class(self, disk_format: str) -> type[Attacher]:
+        """Raw read-only bases are plain files (a loop device); qcow2 layers need the storage daemon."""
+        return QsdAttacher if disk_format == "qcow2" else FileAttacher
 
     def check(self) -> None:
         process.which("qemu-img", hint="apt-get install qemu-utils")

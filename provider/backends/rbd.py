@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import IO, Any
 
 from atoll_common import process
+from atoll_common.rollback import rollback
 from provider.backends.base import (
     Backend,
     Capability,
@@ -32,7 +33,9 @@ from provider.backends.base import (
 )
 from provider.backends.rbd_stream import export, layout, write_stream
 from provider.config import StoreConfig
+from provider.datapath.base import Attacher
 from provider.datapath.ceph import Cluster, Location, bindings, translated
+from provider.datapath.rbd import RbdAttacher
 from provider.errors import BackendError, NotFound
 
 LOG = logging.getLogger(__name__)
@@ -48,6 +51,9 @@ class RbdBackend(Backend):
         Capability.CLONE | Capability.SNAPSHOT | Capability.GROW | Capability.THIN | Capability.SHARED
     )
     snapshot_layout = SnapshotLayout.INTERNAL
+
+    def attacher_class(self, disk_format: str) -> type[Attacher]:
+        return RbdAttacher
 
     def __init__(self, config: StoreConfig, run: process.Runner = process.run) -> None:
         super().__init__(config, run)
@@ -110,15 +116,12 @@ class RbdBackend(Backend):
         image_loc = loc.at(None)
         with translated(loc):
             rbd.RBD().create(self._ioctx(loc), loc.image, 0)
-        try:
+        with rollback() as undo:
+            undo.push(self._remove_image, image_loc)
             with self._open(image_loc) as image:
                 size, digest = write_stream(image, stream, progress)
                 image.create_snap(RO_SNAP)
                 image.protect_snap(RO_SNAP)
-        except BaseException:
-            with suppress(Exception):
-                self._remove_image(image_loc)
-            raise
         return ImportResult(size=size, sha256=digest)
 
     def export_stream(self, locator: str, disk_format: str, out: IO[bytes]) -> None:
@@ -145,14 +148,11 @@ class RbdBackend(Backend):
             raise BackendError(reason=f"rbd clones are made of snapshots, {source!r} is an image")
         with translated(dst):
             rbd.RBD().clone(self._ioctx(src), src.image, src.snap, self._ioctx(dst), dst.image)
-        try:
+        with rollback() as undo:
+            undo.push(self._remove_image, dst)
             with self._open(dst) as image:
                 if size > image.size():
                     image.resize(size)
-        except BaseException:
-            with suppress(Exception):
-                self._remove_image(dst)
-            raise
         return CloneResult(depends_on_source=True)
 
     def snapshot(self, volume: str, new_locator: str) -> SnapshotResult:
@@ -160,12 +160,9 @@ class RbdBackend(Backend):
         snap = new.snap or new.image
         with self._open(vol) as image:
             image.create_snap(snap)
-            try:
+            with rollback() as undo:
+                undo.push(image.remove_snap, snap)
                 image.protect_snap(snap)
-            except BaseException:
-                with suppress(Exception):
-                    image.remove_snap(snap)
-                raise
         return SnapshotResult(
             snapshot_locator=str(vol.at(snap)),
             volume_locator=volume,

@@ -10,8 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
+from atoll_common.rollback import rollback
 from provider.backends.base import Capability, CloneResult, SnapshotLayout, SnapshotResult
 from provider.backends.files import FileBackend, copy_raw, translate_oserror
+from provider.datapath.base import Attacher, FileAttacher
 from provider.errors import BackendError, BadConfiguration
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
@@ -49,14 +51,13 @@ def ficlone(src: Path, dst: Path, *, mode: int) -> None:
     """Create ``dst`` sharing every extent of ``src`` (no data copied)."""
     with open(src, "rb") as s:
         fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        try:
-            fcntl.ioctl(fd, FICLONE, s.fileno())
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            dst.unlink(missing_ok=True)
-            raise
-        os.close(fd)
+        with rollback() as undo:
+            undo.push(dst.unlink, missing_ok=True)
+            try:
+                fcntl.ioctl(fd, FICLONE, s.fileno())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def supports_reflink(directory: Path) -> bool:
@@ -78,6 +79,9 @@ class ReflinkBackend(FileBackend):
     capabilities = (
         Capability.CLONE | Capability.SNAPSHOT | Capability.GROW | Capability.THIN | Capability.REFLINK
     )
+
+    def attacher_class(self, disk_format: str) -> type[Attacher]:
+        return FileAttacher
 
     def check(self) -> None:
         self._ensure_dir()

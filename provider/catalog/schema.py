@@ -108,6 +108,45 @@ attachments = Table(
     Column("created_at", Text, nullable=False),
 )
 
+# The block index (Pithos-style dedup and sync): sha256 of each 4 MiB block of a read-only raw backend
+# object. Keyed by backend object, not resource, so thin copies (which share it) share the index too.
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("backend", Text, primary_key=True),
+    Column("locator", Text, primary_key=True),
+    Column("idx", BigInteger, primary_key=True),
+    Column("hash", Text, nullable=False),
+)
+
+# The md5 a Swift client checks as ETag, per backend object (computed while the bytes stream in).
+digests = Table(
+    "digests",
+    metadata,
+    Column("backend", Text, primary_key=True),
+    Column("locator", Text, primary_key=True),
+    Column("md5", Text, nullable=False),
+)
+
+# Blocks uploaded by ``POST ?update`` wait as view-less read-only resources until a hashmap uses them.
+block_stages = Table(
+    "block_stages",
+    metadata,
+    Column("resource_id", Text, primary_key=True),
+    Column("created_at", Text, nullable=False),
+)
+
+# Swift containers a project created explicitly (with metadata and a read ACL). Containers also exist
+# implicitly while they hold objects (the CLI and snapshots create objects without a container row).
+containers = Table(
+    "containers",
+    metadata,
+    Column("project", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("meta", Text, nullable=False),
+    Column("read_acl", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+)
 
 # Identity (Keystone v3 subset). A project owns resources (``resources.owner`` and ``image_views.owner``
 # hold project ids); the local CLI's OS user is the project of the same name (id = name). Passwords are
@@ -270,6 +309,21 @@ _V_API_IMAGE = [
     "CREATE INDEX image_views_owner ON image_views (owner)",
 ]
 
+_V_OBJECT_API = [
+    """CREATE TABLE blocks (
+        backend TEXT NOT NULL, locator TEXT NOT NULL, idx BIGINT NOT NULL, hash TEXT NOT NULL,
+        PRIMARY KEY (backend, locator, idx))""",
+    "CREATE INDEX blocks_hash ON blocks (hash)",
+    """CREATE TABLE digests (
+        backend TEXT NOT NULL, locator TEXT NOT NULL, md5 TEXT NOT NULL, PRIMARY KEY (backend, locator))""",
+    """CREATE TABLE block_stages (
+        resource_id TEXT PRIMARY KEY REFERENCES resources (id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL)""",
+    """CREATE TABLE containers (
+        project TEXT NOT NULL, name TEXT NOT NULL, meta TEXT NOT NULL, read_acl TEXT NOT NULL,
+        created_at TEXT NOT NULL, PRIMARY KEY (project, name))""",
+]
+
 _V_IMAGE_IMPORT = [
     """CREATE TABLE import_jobs (
         id TEXT PRIMARY KEY, image_id TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL,
@@ -283,5 +337,6 @@ _V_IMAGE_IMPORT = [
     "CREATE INDEX import_jobs_image ON import_jobs (image_id)",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V_API_IMAGE, _V_IMAGE_IMPORT]
+# _V_IMAGE_IMPORT was given slot 5 but lands after the Object API (already on main as version 4).
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V_API_IMAGE, _V_OBJECT_API, _V_IMAGE_IMPORT]
 SCHEMA_VERSION = len(MIGRATIONS)

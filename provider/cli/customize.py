@@ -6,27 +6,26 @@ from typing import Any
 
 import click
 
-from customization.errors import CustomizationError
 from customization.params import InstanceParams
+from customization.report import TaskOutcome
 from provider.cli.common import Context, emit, pass_ctx, print_table
 from provider.cli.customization_options import customization_options, params_from_options
-from provider.errors import InvalidInput
 from provider.model import Resource
 
 
 def params(options: dict[str, Any]) -> InstanceParams:
-    try:
-        return params_from_options(**options)
-    except CustomizationError as e:
-        raise InvalidInput(str(e)) from e
+    """The instance parameters of the options (a ParameterError, an InvalidInput, when one is bad)."""
+    return params_from_options(**options)
+
+
+def progress_line(outcome: TaskOutcome) -> None:
+    """One line per task on stderr, as the engine finishes it."""
+    click.echo(f"  {outcome.line()}", err=True)
 
 
 def run(obj: Context, vol: Resource, instance: InstanceParams) -> dict[str, Any]:
     """Customize ``vol`` with a progress line per task on stderr; return the report as a dict."""
-    report = obj.store.customize.run(
-        vol.id, instance, on_progress=lambda outcome: click.echo(f"  {outcome.line()}", err=True)
-    )
-    return report.to_dict()
+    return obj.store.customize.run(vol.id, instance, on_progress=progress_line).to_dict()
 
 
 def print_report(obj: Context, report: dict[str, Any]) -> None:

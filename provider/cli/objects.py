@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from typing import BinaryIO, cast
+from typing import BinaryIO, TextIO, cast
 
 import click
 
+from provider.cli import swift_sync
 from provider.cli.common import (
     Context,
     ProgressWriter,
@@ -16,6 +18,7 @@ from provider.cli.common import (
     print_resources,
     progress,
 )
+from provider.cli.swift_sync import SwiftClient
 from provider.utils.names import parse_pairs
 
 
@@ -95,6 +98,32 @@ def delete(obj: Context, ref: str) -> None:
     obj.store.objects.delete(ref)
     if not obj.json:
         click.echo(f"deleted {ref}")
+
+
+@group.command(
+    epilog="""\b
+Examples:
+  atoll object sync disk.raw images/disk.raw --url http://api:9292 --user alpha:alice --password-file pw
+"""
+)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", metavar="CONTAINER/NAME")
+@click.option("--url", required=True, help="The Atoll API (atoll serve) base URL.")
+@click.option("--user", required=True, metavar="PROJECT:USER", help="Swift v1 credentials' user.")
+@click.option("--password-file", type=click.File("r"), required=True, help="File holding the password.")
+@pass_ctx
+def sync(obj: Context, file: str, path: str, url: str, user: str, password_file: TextIO) -> None:
+    """Upload FILE to a remote Atoll as CONTAINER/NAME, sending only the 4 MiB blocks it lacks."""
+    client = SwiftClient(url, user, password_file.read().strip())
+    with progress(None, f"sync {path}") as update:
+        report = swift_sync.sync(client, file, path, update)
+    if obj.json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        click.echo(
+            f"synced {path}: {report.size} bytes, {report.missing} of {report.blocks} blocks sent "
+            f"({report.bytes_sent} bytes), id {report.object_id}"
+        )
 
 
 def install(cli: click.Group) -> None:

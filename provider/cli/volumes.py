@@ -45,17 +45,15 @@ def create(
     if wanted and no_customize:
         raise click.UsageError("--no-customize contradicts the customization options")
     instance = customize_cli.params(options)  # validated before anything is created
-    vol = obj.store.volumes.create(name, size=size, source=source)
-    src = obj.store.resources.get(vol.parent) if vol.parent else None
-    if src is not None and not no_customize and (src.kind == "image" or wanted):
-        try:
-            report = customize_cli.run(obj, vol, instance)
-        except BaseException:
-            obj.store.volumes.delete(vol.id)
-            raise
-        if obj.json:  # the table view already had a progress line per task on stderr
-            print_resource(obj, {**obj.store.volumes.show(vol.id).to_dict(), "customization": report})
-            return
+    if source is None or no_customize:
+        vol, report = obj.store.volumes.create(name, size=size, source=source), None
+    else:
+        vol, report = obj.store.volumes.create_customized(
+            name, source, instance, size=size, always=wanted, on_progress=customize_cli.progress_line
+        )
+    if report is not None and obj.json:  # the table view already had a progress line per task on stderr
+        print_resource(obj, {**obj.store.volumes.show(vol.id).to_dict(), "customization": report.to_dict()})
+        return
     print_resource(obj, obj.store.volumes.show(vol.id))
 
 

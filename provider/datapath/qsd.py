@@ -8,11 +8,10 @@ import logging
 import os
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atoll_common.rollback import rollback
 from provider.backends.base import SnapshotLayout, SnapshotResult
-from provider.backends.qcow2 import Qcow2Backend
 from provider.datapath import daemon, loop
 from provider.datapath.base import Attacher, Request
 from provider.datapath.daemon import EXPORT_ID, DaemonDir
@@ -20,6 +19,9 @@ from provider.datapath.qmp import Qmp, QmpError
 from provider.errors import DataPathError, InUse
 from provider.model import Attachment, Resource
 from provider.utils.host import HOST
+
+if TYPE_CHECKING:
+    from provider.backends.qcow2 import Qcow2Backend
 
 LOG = logging.getLogger(__name__)
 

@@ -10,11 +10,10 @@ import re
 import shutil
 from contextlib import suppress
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from atoll_common import process
 from atoll_common.rollback import rollback
-from provider.backends.rbd import RbdBackend
 from provider.config import StoreConfig
 from provider.datapath import loop, rbd_locks
 from provider.datapath.base import Attacher, Request
@@ -23,6 +22,9 @@ from provider.datapath.daemon import fuse_mounted
 from provider.errors import DataPathError, NotFound
 from provider.model import Attachment, Resource
 from provider.utils.host import HOST
+
+if TYPE_CHECKING:
+    from provider.backends.rbd import RbdBackend
 
 LOG = logging.getLogger(__name__)
 

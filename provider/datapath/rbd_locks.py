@@ -19,13 +19,15 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from atoll_common import process
-from provider.backends.rbd import RbdBackend
 from provider.datapath.ceph import Location, bindings
 from provider.errors import DataPathError, InUse
 from provider.utils.host import HOST
+
+if TYPE_CHECKING:
+    from provider.backends.rbd import RbdBackend
 
 LOG = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from customization.params import InstanceParams
 from provider.ganeti.extstorage import find, find_or_none
 from provider.ganeti.osglue import properties_of, raw_path
 from provider.ganeti.script import open_store, run
@@ -97,9 +98,6 @@ def grow_root(environ: Mapping[str, str]) -> None:
 
 def grow_inside(store: Store, vol_name: str) -> None:
     """Grow the root partition and filesystem of the (detached) volume to its full size."""
-    from customization.engine import customize
-    from customization.params import InstanceParams
-
     vol = find(store, vol_name)
     properties = properties_of(store, vol)
     if is_snapshot(properties):
@@ -108,7 +106,7 @@ def grow_inside(store: Store, vol_name: str) -> None:
     # Only the tasks that need no guest filesystem edits run: the partition table and the resize.
     properties = {**properties, "EXCLUDE_MOUNTED_TASKS": "yes"}
     with raw_path(store, vol, None) as path:
-        report = customize(path, properties, InstanceParams())
+        report = store.customize.disk(path, properties, InstanceParams())
     LOG.info("volume %s: partition and filesystem grown in %.1f s", vol.name, report.seconds)
 
 

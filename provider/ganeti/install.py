@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from atoll_common.rollback import rollback
 from provider.errors import BadConfiguration
 from provider.ganeti import env as ext_env
 from provider.ganeti import osparams
@@ -97,14 +98,12 @@ def _write(path: Path, file: File) -> Change:
         state = "created"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
+    with rollback() as undo:
+        undo.push(Path(tmp).unlink, missing_ok=True)
         with os.fdopen(fd, "w") as f:
             f.write(file.content)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return Change(path, state)
 
 

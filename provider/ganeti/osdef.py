@@ -14,7 +14,6 @@ import sys
 from collections.abc import Mapping
 from typing import BinaryIO
 
-from customization.engine import customize
 from customization.errors import ParameterError
 from provider.errors import UsageError
 from provider.ganeti import osglue, osparams
@@ -79,7 +78,7 @@ def create(environ: Mapping[str, str]) -> None:
         properties = {**properties, **request.img_properties}
         what = f"volume {vol.name}" if vol is not None else str(disk)
         LOG.info("customizing %s of instance %s%s", what, name, " (reinstall)" if reinstall else "")
-        report = customize(disk, properties, request.params)  # the engine logs each task's outcome
+        report = store.customize.disk(disk, properties, request.params)  # the engine logs each outcome
     for warning in report.warnings:
         LOG.warning("%s", warning)
     LOG.info("instance %s installed in %.1f s", name, report.seconds)

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from provider.errors import CapabilityNotSupported, InvalidInput, NotFound
+from provider.errors import InvalidInput, NotFound
 from provider.services import Resource, Store
+from provider.services.local_disk import local_disk
 from provider.utils.sizes import format_size
 
 LOG = logging.getLogger(__name__)
@@ -90,18 +91,14 @@ def raw_path(store: Store, vol: Resource | None, path: str | None) -> Iterator[P
     Direct-I/O reads of the device see what was written through the file (the kernel writes cached
     pages back first).
     """
-    if vol is not None and vol.disk_format == "raw":
-        try:
-            yield store.backend(vol.backend).path(vol.locator)
-            return
-        except CapabilityNotSupported:
-            pass
+    raw_file = store.backend(vol.backend).raw_file(vol.locator, vol.disk_format) if vol else None
+    if raw_file is not None:
+        yield raw_file
+        return
     if path:
         yield Path(path)
         return
     if vol is None:
         raise InvalidInput("the disk has no local path (DISK_0_PATH) and is not an Atoll volume")
-    from provider.services.local_disk import local_disk
-
     with local_disk(store, vol.id, writable=True) as local:
         yield Path(local)

@@ -57,7 +57,7 @@ def run(prog: str, actions: Mapping[str, Action], argv: Sequence[str], usage: st
     logging.basicConfig(level=level, format=f"{prog} {action}: %(message)s", stream=sys.stderr, force=True)
     try:
         actions[action](os.environ)
-    except (AtollError, _customization_error()) as e:
+    except AtollError as e:  # customization errors included: one exception tree
         LOG.debug("failure", exc_info=True)
         print(f"{prog} {action}: error: {_failure_line(e)}", file=sys.stderr)
         return getattr(e, "exit_code", 1) or 1
@@ -66,11 +66,3 @@ def run(prog: str, actions: Mapping[str, Action], argv: Sequence[str], usage: st
         print(f"{prog} {action}: error: {type(e).__name__}: {_failure_line(e)}", file=sys.stderr)
         return 1
     return 0
-
-
-def _customization_error() -> type[Exception]:
-    try:
-        from customization.errors import CustomizationError
-    except ImportError:  # the provider works without the customization package
-        return AtollError
-    return CustomizationError

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Connection, Table, delete, func, select, u
 from provider.catalog import schema as t
 from provider.errors import Ambiguous, InUse, NotFound, PermissionDenied
 from provider.model import Resource, build
-from provider.utils.host import HOST, MY_START, now, proc_start
+from provider.utils.host import HOST, my_start, now, proc_start
 from provider.utils.names import UUID_RE
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ class Service:
                 op_pid=os.getpid(),
                 op_host=HOST,
                 op_data=json.dumps(
-                    {"host": HOST, "proc_start": MY_START, "remove_on_abort": remove_on_abort}
+                    {"host": HOST, "proc_start": my_start(), "remove_on_abort": remove_on_abort}
                 ),
             )
         )
@@ -270,6 +270,10 @@ class Service:
             ).scalar_one()
             if not shared:
                 files.append((row.backend, row.locator))
+                for table in (t.blocks, t.digests):
+                    conn.execute(
+                        delete(table).where(table.c.backend == row.backend, table.c.locator == row.locator)
+                    )
             todo.extend(required)
         return files
 

@@ -14,7 +14,8 @@ import logging
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from provider.backends.qcow2 import Qcow2Backend
+from atoll_common.rollback import rollback
+from provider.backends import Backend, Capability
 from provider.catalog import schema as t
 from provider.model import Resource
 from provider.services.base import Service
@@ -65,7 +66,7 @@ class Chains(Service):
         with self.catalog.read() as conn:
             vol = self.load(conn, vol_id)
         backend = self.store.backend(vol.backend)
-        if not isinstance(backend, Qcow2Backend) or vol.disk_format != "qcow2":
+        if not backend.capabilities & Capability.LAYERED or vol.disk_format != backend.volume_format:
             return False
         att = datapath.attachment(vol.id)
         if att is not None and att.readonly:
@@ -89,7 +90,7 @@ class Chains(Service):
         return self._merge_live(vol, backend, datapath, base, base_id)
 
     def _merge_live(
-        self, vol: Resource, backend: Qcow2Backend, datapath: DataPath, base: str, base_id: str
+        self, vol: Resource, backend: Backend, datapath: DataPath, base: str, base_id: str
     ) -> bool:
         # The catalog learns of the new top before the daemon does: after a crash in between, the old
         # top (still written) is the new top's backing file, so nothing written is lost.
@@ -97,13 +98,10 @@ class Chains(Service):
         backend.create_overlay(new_top, old_top, vol.size)
         with self.catalog.write() as conn:
             self._freeze_private(conn, vol, frozen_id, new_top)
-        try:
+        with rollback() as undo:
+            undo.push(backend.remove, new_top)
+            undo.push(self._unfreeze, vol, frozen_id, old_top)
             datapath.live_push_overlay(vol, old_top, new_top)
-        except BaseException:
-            with self.catalog.write() as conn:
-                self._unfreeze_private(conn, vol, frozen_id, old_top)
-            backend.remove(new_top)
-            raise
         if not datapath.live_stream(vol, old_top, base):
             return False
         with self.write_then_remove() as (conn, files):
@@ -125,6 +123,10 @@ class Chains(Service):
         conn.execute(
             update(t.resources).where(t.resources.c.id == vol.id).values(locator=new_top, updated_at=stamp)
         )
+
+    def _unfreeze(self, vol: Resource, frozen_id: str, old_top: str) -> None:
+        with self.catalog.write() as conn:
+            self._unfreeze_private(conn, vol, frozen_id, old_top)
 
     def _unfreeze_private(self, conn: Connection, vol: Resource, frozen_id: str, old_top: str) -> None:
         conn.execute(delete(t.deps).where(t.deps.c.resource_id == vol.id))

@@ -11,11 +11,8 @@ from sqlalchemy import Connection, Row, delete, select
 
 from atoll_common.rollback import rollback
 from provider.backends.base import SnapshotResult
-from provider.backends.rbd import RbdBackend
 from provider.catalog import schema as t
-from provider.datapath.base import Attacher, FileAttacher, Request
-from provider.datapath.qsd import QsdAttacher
-from provider.datapath.rbd import RbdAttacher
+from provider.datapath.base import Attacher, Request
 from provider.errors import CapabilityNotSupported, DataPathError, InUse, NotFound, PermissionDenied
 from provider.model import Access, Attachment, Mode, Resource
 from provider.services.base import Service
@@ -45,15 +42,12 @@ class DataPath(Service):
     """``attach``/``detach`` for any resource; ``live_*`` for the volume service (which holds the lock)."""
 
     def attacher(self, res: Resource) -> Attacher:
+        """The attacher ``res``'s backend declares for its disk format."""
         backend = self.store.backend(res.backend)
-        run_dir = self.store.config.run_dir
-        if backend.name == "qcow2" and res.disk_format == "qcow2":
-            return QsdAttacher(backend, run_dir, self.store.run)
-        if backend.name in ("qcow2", "reflink"):
-            return FileAttacher(backend, run_dir, self.store.run)
-        if isinstance(backend, RbdBackend):
-            return RbdAttacher(backend, run_dir, self.store.run)
-        raise CapabilityNotSupported(backend=backend.name, operation="attach resources on this host")
+        cls = backend.attacher_class(res.disk_format)
+        if cls is None:
+            raise CapabilityNotSupported(backend=backend.name, operation="attach resources on this host")
+        return cls(backend, self.store.config.run_dir, self.store.run)
 
     # ---- records ---------------------------------------------------------------------------------
     def record(self, conn: Connection, rid: str) -> Attachment | None:

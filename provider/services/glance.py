@@ -18,6 +18,8 @@ from typing import IO, Any, cast
 
 from sqlalchemy import Connection, delete, select, update
 
+from atoll_common.rollback import rollback
+from customization.properties import validate
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
 from provider.services import protections
@@ -25,7 +27,7 @@ from provider.services.base import Service, op_owner_alive
 from provider.services.hashing import HashingReader
 from provider.services.image_list import ImageQuery, query_images
 from provider.services.image_records import QUEUED_OP, ImageRecord, lineage, load_record
-from provider.utils.host import HOST, MY_START, new_id, now
+from provider.utils.host import HOST, my_start, new_id, now
 from provider.utils.names import check_key, check_name, check_value
 
 LOG = logging.getLogger(__name__)
@@ -143,15 +145,7 @@ class GlanceService(Service):
     def _check_properties(self, old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
         clean = {check_key(k, "property"): check_value(k, str(v)) for k, v in new.items()}
         protections.check_changes(self.store.config.images, self.caller, old, clean)
-        try:
-            from customization.errors import CustomizationError
-            from customization.properties import validate
-        except ImportError:
-            return clean
-        try:
-            validate(clean)
-        except CustomizationError as e:
-            raise InvalidInput(str(e)) from e
+        validate(clean)  # snf-image's schema, strict: PropertyError (an InvalidInput) on a bad value
         return clean
 
     def _set_tags(self, conn: Connection, rid: str, tags: list[str]) -> None:
@@ -176,7 +170,7 @@ class GlanceService(Service):
             if declared is not None and declared > limit:
                 raise TooLarge(what="the image", limit=limit)
             row = conn.execute(select(t.resources).where(t.resources.c.id == image_id)).one()
-            uploader = {"host": HOST, "pid": os.getpid(), "proc_start": MY_START}
+            uploader = {"host": HOST, "pid": os.getpid(), "proc_start": my_start()}
             conn.execute(
                 update(t.resources)
                 .where(t.resources.c.id == image_id)
@@ -184,7 +178,8 @@ class GlanceService(Service):
             )
             self._status(conn, image_id, "saving")
         backend = self.store.backend(row.backend)
-        try:
+        with rollback() as undo:
+            undo.push(self._back_to_queued, image_id, row.backend, row.locator)
             reader = HashingReader(stream, limit)
             result = backend.import_stream(row.locator, cast(IO[bytes], reader))
             digests = reader.finish()
@@ -203,9 +198,6 @@ class GlanceService(Service):
                     .values(status="active", glance=json.dumps(glance, sort_keys=True), updated_at=now())
                 )
             self.store.images.check_raw(self.store.images.get(image_id))
-        except BaseException:
-            self._back_to_queued(image_id, row.backend, row.locator)
-            raise
         return self.show(image_id)
 
     def _status(self, conn: Connection, image_id: str, status: str) -> None:
@@ -373,7 +365,7 @@ class GlanceService(Service):
                 conn.execute(delete(t.image_views).where(t.image_views.c.resource_id == image_id))
                 return
             res = self.load(conn, image_id)
-            self.store.volumes.datapath.refuse_if_attached(res, "delete it")
+            self.store.datapath.refuse_if_attached(res, "delete it")
             files += self.hide(conn, image_id)
 
     def _drop_queued(self, conn: Connection, image_id: str) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
+from customization.properties import validate
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput, PermissionDenied
 from provider.imaging.inspect import STORED_AS_IS, detect, inspect
@@ -36,15 +37,7 @@ class ImageService(Service):
             clean[key.upper()] = check_value(key, value)
         before = old or {}
         protections.check_changes(self.store.config.images, self.caller, before, {**before, **clean})
-        try:
-            from customization.errors import CustomizationError
-            from customization.properties import validate
-        except ImportError:
-            return clean
-        try:
-            validate(clean)
-        except CustomizationError as e:
-            raise InvalidInput(str(e)) from e
+        validate(clean)  # snf-image's schema, strict: PropertyError (an InvalidInput) on a bad value
         return clean
 
     def register(
@@ -120,6 +113,7 @@ class ImageService(Service):
             return
 
     def check_name_free(self, conn: Connection, name: str, exclude: str | None = None) -> None:
+        """:raises AlreadyExists: another image (or snapshot) than ``exclude`` is called ``name``."""
         q = select(t.image_views.c.resource_id).where(t.image_views.c.name == name)
         row = conn.execute(q).first()
         if row is not None and row[0] != exclude:

@@ -32,16 +32,15 @@ def local_disk(store: Store, ref: str, writable: bool = True) -> Iterator[str]:
         raise PermissionDenied(reason=f"{res.kind} {res.name!r} is read-only")
     att = datapath.attachment(res.id)
     backend = store.backend(res.backend)
-    raw_file = res.disk_format == "raw" and backend.name in ("qcow2", "reflink")
+    raw_file = backend.raw_file(res.locator, res.disk_format)
     if att is not None:
         if writable and att.readonly:
             raise InUse(what=res.kind, ref=res.name, reason="it is attached read-only")
-        if att.device is not None and raw_file:
+        if att.device is not None and raw_file is not None:
             # NOTE: the file, not its loop device: a direct-I/O loop device inherits the backing
             # filesystem's sector size (4096 on some), and partition tools would misread the guest's table.
-            path = backend.path(res.locator)
-            yield str(path)
-            _sync_under(store, path, att.device)
+            yield str(raw_file)
+            _sync_under(store, raw_file, att.device)
             return
         if att.device is not None:
             yield att.device
@@ -50,8 +49,8 @@ def local_disk(store: Store, ref: str, writable: bool = True) -> Iterator[str]:
             raise InUse(what=res.kind, ref=res.name, reason=f"it is attached in userspace at {att.uri}")
         yield att.uri
         return
-    if raw_file:
-        yield str(backend.path(res.locator))
+    if raw_file is not None:
+        yield str(raw_file)
         return
     att = datapath.attach(res.id, readonly=not writable)
     try:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Callable
-from typing import IO
+from typing import IO, cast
 
 from sqlalchemy import Connection, select, update
 
 from provider.catalog import schema as t
-from provider.errors import AlreadyExists, Conflict, InvalidInput
+from provider.errors import AlreadyExists, ChecksumMismatch, Conflict, InvalidInput
 from provider.model import Resource
 from provider.services.base import Service
+from provider.utils.blockhash import HashingReader
 from provider.utils.faults import failpoint
 from provider.utils.host import new_id, now
 from provider.utils.names import check_key, check_value, split_object_ref
@@ -29,15 +30,29 @@ class ObjectService(Service):
         meta: dict[str, str] | None = None,
         content_type: str = "application/octet-stream",
         progress: Callable[[int], None] | None = None,
+        digest: bool = False,
+        expect_md5: str | None = None,
+        expect_size: int | None = None,
+        replace: bool = False,
     ) -> Resource:
-        """Store ``stream`` as a new read-only object at ``container/name``; return it."""
+        """Store ``stream`` as a new read-only object at ``container/name``; return it.
+
+        ``digest``: also compute the md5 and the block hashes as the bytes pass (what the Object API
+        serves as ETag and hashmap); otherwise they are computed on first use. ``expect_md5`` and
+        ``expect_size``: refuse (and keep nothing) when the bytes differ from what the client declared.
+        ``replace``: an existing object of that name (the caller's, not an image) is replaced once the
+        new bytes are safely stored, as Swift does.
+        """
         container, name = split_object_ref(path)
         meta = {check_key(k, "metadata key"): check_value(k, v) for k, v in (meta or {}).items()}
         backend = self.store.backend()
         rid = new_id()
         locator = backend.new_locator(rid, "ro")
         with self.write_then_remove() as (conn, _):
-            self._reserve_name(conn, container, name)
+            if replace:
+                self.replaceable(conn, container, name)
+            else:
+                self.reserve_name(conn, container, name)
             self.insert_pending(
                 conn,
                 rid=rid,
@@ -50,27 +65,73 @@ class ObjectService(Service):
                 op="upload",
                 remove_on_abort=[locator],
             )
-            conn.execute(
-                t.object_views.insert().values(
-                    resource_id=rid,
-                    container=container,
-                    name=name,
-                    content_type=content_type,
-                    meta=json.dumps(meta),
-                    created_at=now(),
-                )
+            self.insert_view(
+                conn, rid, container, f".atoll-upload/{rid}" if replace else name, content_type, meta
             )
+        hasher = HashingReader(stream) if digest or expect_md5 else None
         try:
-            result = backend.import_stream(locator, stream, progress)
+            result = backend.import_stream(locator, cast(IO[bytes], hasher) if hasher else stream, progress)
             failpoint("upload.after-backend")
-            with self.catalog.write() as conn:
+            if expect_size is not None and result.size != expect_size:
+                raise InvalidInput(
+                    "the body ended after %(got)d of the %(size)d bytes declared",
+                    got=result.size,
+                    size=expect_size,
+                )
+            if expect_md5 is not None and hasher is not None and hasher.md5 != expect_md5.lower():
+                raise ChecksumMismatch(expected=expect_md5, got=hasher.md5)
+            with self.write_then_remove() as (conn, files):
+                if replace:
+                    files += self.take_name(conn, rid, container, name)
                 self.mark_available(conn, rid, size=result.size, sha256=result.sha256)
+                if hasher is not None:
+                    self.store.hashmaps.record(conn, backend.name, locator, hasher.finish())
+                    self.store.hashmaps.record_md5(conn, backend.name, locator, cast(str, hasher.md5))
         except BaseException:
             self.abort_pending(rid)
             raise
+        finally:
+            if hasher is not None:
+                hasher.close()
         return self.get(rid)
 
-    def _reserve_name(self, conn: Connection, container: str, name: str) -> None:
+    def replaceable(self, conn: Connection, container: str, name: str) -> Resource | None:
+        """The object a replacing upload would replace, if the caller may replace it."""
+        row = conn.execute(
+            select(t.object_views.c.resource_id).where(
+                t.object_views.c.container == container, t.object_views.c.name == name
+            )
+        ).first()
+        if row is None:
+            return None
+        old = self.load(conn, row[0], states=("available", "pending"))
+        if old.state != "available" or old.owner != self.caller.name:
+            raise AlreadyExists(what="object", name=f"{container}/{name}")
+        if old.image is not None:
+            raise Conflict(reason=f"object {container}/{name} is registered as {old.kind} {old.image.name!r}")
+        return old
+
+    def take_name(self, conn: Connection, rid: str, container: str, name: str) -> list[tuple[str, str]]:
+        old = self.replaceable(conn, container, name)
+        files = self.hide(conn, old.id) if old is not None else []
+        conn.execute(update(t.object_views).where(t.object_views.c.resource_id == rid).values(name=name))
+        return files
+
+    def insert_view(
+        self, conn: Connection, rid: str, container: str, name: str, content_type: str, meta: dict[str, str]
+    ) -> None:
+        conn.execute(
+            t.object_views.insert().values(
+                resource_id=rid,
+                container=container,
+                name=name,
+                content_type=content_type,
+                meta=json.dumps(meta),
+                created_at=now(),
+            )
+        )
+
+    def reserve_name(self, conn: Connection, container: str, name: str) -> None:
         row = conn.execute(
             select(t.object_views.c.resource_id).where(
                 t.object_views.c.container == container, t.object_views.c.name == name
@@ -78,6 +139,46 @@ class ObjectService(Service):
         ).first()
         if row is not None:
             raise AlreadyExists(what="object", name=f"{container}/{name}")
+
+    def copy(
+        self,
+        source: str,
+        path: str,
+        *,
+        meta: dict[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> Resource:
+        """A new object at ``container/name`` with the bytes of the read-only ``source``: a thin clone
+        that shares the source's backend object (no data copied, the same cost at any size)."""
+        container, name = split_object_ref(path)
+        with self.write_then_remove() as (conn, _):
+            src = self.resolve(conn, source, "object")
+            self.check_read(conn, src)
+            if src.mode != "ro":
+                raise Conflict(reason=f"{src.name!r} is a volume; snapshot it and copy the snapshot")
+            new_meta = dict(src.object.meta) if src.object else {}
+            new_meta.update(
+                {check_key(k, "metadata key"): check_value(k, v) for k, v in (meta or {}).items()}
+            )
+            kind = content_type or (src.object.content_type if src.object else "application/octet-stream")
+            self.reserve_name(conn, container, name)
+            rid = new_id()
+            self.insert_pending(
+                conn,
+                rid=rid,
+                size=src.size,
+                mode="ro",
+                backend=src.backend,
+                locator=src.locator,
+                disk_format=src.disk_format,
+                parent=src.id,
+                op="copy",
+                remove_on_abort=[],
+            )
+            conn.execute(t.deps.insert().values(resource_id=rid, requires_id=src.id))
+            self.insert_view(conn, rid, container, name, kind, new_meta)
+            self.mark_available(conn, rid, sha256=src.sha256)
+            return self.load(conn, rid)
 
     def readable(self, ref: str) -> Resource:
         """The read-only resource ``ref`` names, if the caller may read it (what download streams)."""

@@ -13,10 +13,12 @@ from provider.catalog import SCHEMA_VERSION, Catalog
 from provider.config import Config
 from provider.errors import BadConfiguration
 from provider.services.base import Caller
+from provider.services.containers import ContainerService
 from provider.services.customize import CustomizeService
 from provider.services.datapath import DataPath
 from provider.services.fsck import FsckService
 from provider.services.glance import GlanceService
+from provider.services.hashmaps import HashmapService
 from provider.services.identity import IdentityService
 from provider.services.image_members import MembersService
 from provider.services.images import ImageService
@@ -105,6 +107,14 @@ class Store:
     @cached_property
     def objects(self) -> ObjectService:
         return ObjectService(self)
+
+    @cached_property
+    def containers(self) -> ContainerService:
+        return ContainerService(self)
+
+    @cached_property
+    def hashmaps(self) -> HashmapService:
+        return HashmapService(self)
 
     @cached_property
     def images(self) -> ImageService:

@@ -8,12 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from provider.backends.base import SnapshotLayout
+from atoll_common.rollback import rollback
+from customization.params import InstanceParams
+from customization.report import Report
+from provider.backends.base import Capability, SnapshotLayout, SnapshotResult
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from provider.model import Resource
 from provider.services.base import Service
 from provider.services.chains import Chains
+from provider.services.customize import Progress
 from provider.services.datapath import DataPath
 from provider.services.objects import SNAPSHOTS_CONTAINER
 from provider.utils.faults import failpoint
@@ -41,7 +45,7 @@ class VolumeService(Service):
         """Undo what attach made on this host (idempotent)."""
         self.datapath.detach(ref)
 
-    def _check_name_free(self, conn: Connection, name: str) -> None:
+    def check_name_free(self, conn: Connection, name: str) -> None:
         if conn.execute(select(t.volume_views.c.resource_id).where(t.volume_views.c.name == name)).first():
             raise AlreadyExists(what="volume", name=name)
 
@@ -65,7 +69,7 @@ class VolumeService(Service):
         rid = new_id()
         locator = backend.new_locator(rid, "rw")
         with self.write_then_remove() as (conn, _):
-            self._check_name_free(conn, name)
+            self.check_name_free(conn, name)
             src = None
             if source is not None:
                 src = self.resolve(conn, source, "source")
@@ -86,6 +90,7 @@ class VolumeService(Service):
                 if src.backend != backend.name:
                     backend = self.store.backend(src.backend)
                     locator = backend.new_locator(rid, "rw")
+                backend.require(Capability.CLONE, "clone read-only resources")
             elif size is None:
                 raise InvalidInput("an empty volume needs a size (--size)")
             self.insert_pending(
@@ -95,7 +100,7 @@ class VolumeService(Service):
                 mode="rw",
                 backend=backend.name,
                 locator=locator,
-                disk_format="qcow2" if backend.name == "qcow2" else "raw",
+                disk_format=backend.volume_format,
                 parent=src.id if src else None,
                 op="clone" if src else "create",
                 remove_on_abort=[locator],
@@ -111,7 +116,8 @@ class VolumeService(Service):
                     created_at=now(),
                 )
             )
-        try:
+        with rollback() as undo:
+            undo.push(self.abort_pending, rid)
             if src is None:
                 backend.create_empty(locator, size)
             else:
@@ -121,10 +127,33 @@ class VolumeService(Service):
                 if src is not None and not result.depends_on_source:
                     conn.execute(delete(t.deps).where(t.deps.c.resource_id == rid))
                 self.mark_available(conn, rid)
-        except BaseException:
-            self.abort_pending(rid)
-            raise
         return self.get(rid)
+
+    def create_customized(
+        self,
+        name: str,
+        source: str,
+        params: InstanceParams,
+        *,
+        size: int | None = None,
+        ganeti: dict[str, Any] | None = None,
+        always: bool = False,
+        on_progress: Progress | None = None,
+    ) -> tuple[Resource, Report | None]:
+        """Clone ``source`` as volume ``name`` and customize it; if customizing fails, the volume is
+        removed and the error raised. An Image's clone is always customized, any other source's only
+        when ``always`` (the caller gave instance parameters); a Snapshot's clone then runs no task.
+
+        :returns: the volume and the engine's report (None when nothing was customized).
+        """
+        vol = self.create(name, size=size, source=source, ganeti=ganeti)
+        src = self.get(vol.parent) if vol.parent else None
+        if src is None or not (always or src.kind == "image"):
+            return vol, None
+        with rollback() as undo:
+            undo.push(self.delete, vol.id)
+            report = self.store.customize.run(vol.id, params, on_progress=on_progress)
+        return self.get(vol.id), report
 
     def snapshot(self, ref: str, name: str) -> Resource:
         """Freeze the volume's content as a read-only Snapshot (an image with EXCLUDE_ALL_TASKS)."""
@@ -134,6 +163,7 @@ class VolumeService(Service):
             with self.write_then_remove() as (conn, _):
                 vol = self._volume(conn, ref)
                 backend = self.store.backend(vol.backend)
+                backend.require(Capability.SNAPSHOT, "snapshot volumes")
                 self.store.images.check_name_free(conn, name)
                 if conn.execute(
                     select(t.object_views.c.resource_id).where(
@@ -163,19 +193,17 @@ class VolumeService(Service):
                 props = self.store.images.inherited_properties(conn, vol)
                 props.update({EXCLUDE_ALL_TASKS: "yes", SNAPSHOT_OF: vol.id})
                 self._insert_snapshot_views(conn, sid, name, props)
-            try:
+            with rollback() as undo:
+                undo.push(self.abort_pending, sid)
                 result = self.datapath.live_snapshot(vol, new_locator) or backend.snapshot(
                     vol.locator, new_locator
                 )
                 failpoint("snapshot.after-backend")
                 with self.catalog.write() as conn:
-                    self._link_snapshot(conn, vol, sid, result.layout, result.volume_locator)
+                    self._link_snapshot(conn, vol, sid, result, backend.volume_format)
                     self.mark_available(
                         conn, sid, locator=result.snapshot_locator, disk_format=result.snapshot_format
                     )
-            except BaseException:
-                self.abort_pending(sid)
-                raise
             Chains(self.store).bound(vol.id, self.datapath)
         return self.get(sid)
 
@@ -207,9 +235,9 @@ class VolumeService(Service):
         )
 
     def _link_snapshot(
-        self, conn: Connection, vol: Resource, sid: str, layout: SnapshotLayout, volume_locator: str
+        self, conn: Connection, vol: Resource, sid: str, result: SnapshotResult, volume_format: str
     ) -> None:
-        if layout == SnapshotLayout.FREEZE_TOP:
+        if result.layout == SnapshotLayout.FREEZE_TOP:
             # The volume's old top is now the snapshot: it inherits what the volume required, and the
             # volume's new top requires the snapshot.
             conn.execute(update(t.deps).where(t.deps.c.resource_id == vol.id).values(resource_id=sid))
@@ -217,9 +245,9 @@ class VolumeService(Service):
             conn.execute(
                 update(t.resources)
                 .where(t.resources.c.id == vol.id)
-                .values(locator=volume_locator, disk_format="qcow2", updated_at=now())
+                .values(locator=result.volume_locator, disk_format=volume_format, updated_at=now())
             )
-        elif layout == SnapshotLayout.INTERNAL:
+        elif result.layout == SnapshotLayout.INTERNAL:
             conn.execute(insert(t.deps).values(resource_id=sid, requires_id=vol.id))
 
     def grow(self, ref: str, size: int) -> Resource:
@@ -236,8 +264,10 @@ class VolumeService(Service):
                     old=format_size(vol.size),
                     new=format_size(size),
                 )
+            backend = self.store.backend(vol.backend)
+            backend.require(Capability.GROW, "grow volumes")
             if not self.datapath.live_grow(vol, size):
-                self.store.backend(vol.backend).grow(vol.locator, size)
+                backend.grow(vol.locator, size)
             with self.catalog.write() as conn:
                 conn.execute(
                     update(t.resources).where(t.resources.c.id == vol.id).values(size=size, updated_at=now())

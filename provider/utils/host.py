@@ -29,4 +29,7 @@ def proc_start(pid: int) -> str | None:
         return None
 
 
-MY_START = proc_start(os.getpid())
+def my_start() -> str | None:
+    """This process's start time, read when needed: a value taken at import would be the parent's in a
+    forked server worker (gunicorn), so the worker's own pending operations would look abandoned."""
+    return proc_start(os.getpid())

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from provider.datapath import loop
 from provider.errors import InUse, NotFound, PermissionDenied
-from provider.services.local_disk import local_disk, loop
+from provider.services.local_disk import local_disk
 from tests.conftest import StoreEnv
 from tests.datapath.conftest import IMAGE_SIZE, Disks, leftovers, read_at, sha256_file, write_direct
 from tests.helpers import need_tools

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from atoll_common.booleans import parse_bool
+from atoll_common.booleans import NotABoolean, parse_bool
 from provider import config as config_mod
 from provider.errors import BadConfiguration, UsageError
 from provider.utils.names import check_name, parse_pairs, split_object_ref
@@ -73,6 +73,20 @@ def test_object_refs() -> None:
 )  # fmt: skip
 def test_snf_bool_follows_snf_image(value: str | None, expected: bool) -> None:
     assert parse_bool(value, strict=False) is expected
+
+
+def test_unknown_boolean_word_is_refused_when_written_and_true_when_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(NotABoolean) as err:
+        parse_bool("maybe", key="EXCLUDE_ALL_TASKS")
+    assert str(err.value) == (
+        "EXCLUDE_ALL_TASKS='maybe' is not a boolean (use one of yes/no, true/false, on/off, 1/0)"
+    )
+    assert err.value.exit_code == 2
+    assert parse_bool("maybe", key="EXCLUDE_ALL_TASKS", strict=False) is True
+    assert "EXCLUDE_ALL_TASKS='maybe' is not yes/no; treated as true" in caplog.text
+    assert is_snapshot({"EXCLUDE_ALL_TASKS": "maybe"})  # an old catalog's image stays a snapshot
 
 
 def test_snapshot_is_derived_from_properties_case_insensitively() -> None:
