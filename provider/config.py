@@ -40,11 +40,18 @@ Example::
       cache: none             # <driver cache=…> of the disks Atoll gives libvirt; io, discard likewise
       uri: qemu:///system     # the libvirtd `atoll volume attach --domain` talks to
       detach_timeout: 30      # seconds a guest gets to release a disk being unplugged (--timeout)
+    imports:                  # atoll image import / Glance interoperable import
+      max_virtual_size: 4T    # refuse images whose guest disk is larger
+      max_download_size: 64G  # web-download: bytes fetched at most
+      allow_networks: []      # web-download: CIDRs allowed although loopback/private (e.g. 127.0.0.1/32)
+      workers: 2              # concurrent imports in atoll serve
+      convert_timeout: 3600   # seconds qemu-img convert may run;  convert_memory: its address space
 """
 
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +59,8 @@ from typing import Any
 
 import yaml
 
-from provider.errors import BadConfiguration
+from provider.errors import AtollError, BadConfiguration
+from provider.utils.sizes import parse_size
 
 DEFAULT_CONFIG_PATH = Path("/etc/atoll/atoll.yaml")
 BACKENDS = ("local", "qcow2", "reflink", "rbd")
@@ -131,6 +139,29 @@ def _protections(value: Any) -> tuple[tuple[str, tuple[tuple[str, tuple[str, ...
 
 
 @dataclass(frozen=True)
+class ImportsConfig:
+    """Limits of image imports: the format inspector, ``qemu-img`` and web-download."""
+
+    max_virtual_size: int = 4 << 40
+    max_download_size: int = 64 << 30
+    allow_networks: tuple[str, ...] = ()  # CIDRs web-download may reach although loopback/private
+    allow_schemes: tuple[str, ...] = ("http", "https")
+    download_timeout: float = 60.0  # seconds without progress before a download is given up
+    max_redirects: int = 5
+    workers: int = 2
+    max_attempts: int = 3  # a job interrupted by a restart is resumed at most this often
+    convert_timeout: float = 3600.0
+    convert_memory: int = 2 << 30  # address-space limit of qemu-img (prlimit --as)
+    info_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        for cidr in self.allow_networks:
+            ipaddress.ip_network(cidr, strict=False)
+        if self.workers < 1 or self.max_attempts < 1 or self.max_redirects < 0:
+            raise ValueError("workers and max_attempts must be at least 1, max_redirects at least 0")
+
+
+@dataclass(frozen=True)
 class LibvirtConfig:
     cache: str = "none"
     io: str = "native"
@@ -165,6 +196,7 @@ class Config:
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
+    imports: ImportsConfig = field(default_factory=ImportsConfig)
     libvirt: LibvirtConfig = field(default_factory=LibvirtConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     source: Path | None = None
@@ -192,16 +224,31 @@ def _section(raw: dict[str, Any], name: str, cls: Any, conversions: dict[str, An
         convert = conversions.get(key)
         try:
             kwargs[key] = convert(value) if convert else value
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, AtollError) as e:
             raise BadConfiguration(reason=f"{name}.{key}: {e}") from e
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:
+        raise BadConfiguration(reason=f"{name}: {e}") from e
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(x) for x in value)
+
+
+def _imports(raw: dict[str, Any]) -> ImportsConfig:
+    sizes = {k: parse_size for k in ("max_virtual_size", "max_download_size", "convert_memory")}
+    floats = {k: float for k in ("download_timeout", "convert_timeout", "info_timeout")}
+    ints = {k: int for k in ("workers", "max_attempts", "max_redirects")}
+    lists = {"allow_networks": _strings, "allow_schemes": _strings}
+    return _section(raw, "imports", ImportsConfig, {**sizes, **floats, **ints, **lists})
 
 
 def parse(raw: dict[str, Any] | None, source: Path | None = None) -> Config:
     raw = raw or {}
     if not isinstance(raw, dict):
         raise BadConfiguration(reason="the configuration must be a YAML mapping")
-    unknown = set(raw) - {"store", "catalog", "auth", "images", "libvirt", "api"}
+    unknown = set(raw) - {"store", "catalog", "auth", "images", "imports", "libvirt", "api"}
     if unknown:
         raise BadConfiguration(reason=f"unknown section(s): {', '.join(sorted(unknown))}")
     store = _section(
@@ -231,6 +278,7 @@ def parse(raw: dict[str, Any] | None, source: Path | None = None) -> Config:
                 "property_protections": _protections,
             },
         ),
+        imports=_imports(raw),
         libvirt=_libvirt(raw),
         api=_api_section(raw),
         source=source,

@@ -25,6 +25,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "provider.api.root",
     "provider.api.identity",
     "provider.api.images",
+    "provider.api.imports",
     "provider.api.swift",
     "provider.api.volume",
 )

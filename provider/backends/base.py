@@ -61,7 +61,7 @@ class SnapshotResult:
 @dataclass(frozen=True)
 class ImportResult:
     size: int
-    sha256: str
+    sha256: str | None  # None when the backend took the data without reading it (filled in later)
 
 
 class Backend(abc.ABC):
@@ -179,6 +179,22 @@ class Backend(abc.ABC):
         """The locator :meth:`snapshot` should give the snapshot ``resource_id`` of ``volume`` when the
         snapshot is a new object (layouts INDEPENDENT and INTERNAL; nothing is created)."""
         return self.new_locator(resource_id, "ro")
+
+    def scratch_dir(self) -> Path:
+        """A local directory where a raw file for :meth:`adopt` may be written (for a file backend on the
+        data's own filesystem, so that adopting it is a rename)."""
+        path = self.config.path / "staging"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def adopt(self, locator: str, path: Path) -> ImportResult:
+        """Make the local raw file ``path`` (under :meth:`scratch_dir`) the new read-only resource at
+        ``locator``; ``path`` is gone afterwards, whatever happens."""
+        try:
+            with open(path, "rb") as f:
+                return self.import_stream(locator, f)
+        finally:
+            path.unlink(missing_ok=True)
 
     def read(self, locator: str, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes of the backend object at ``locator`` from ``offset``, as stored (to sniff

@@ -259,6 +259,34 @@ image_tags = Table(
     Column("tag", Text, primary_key=True),
 )
 
+# Image imports (atoll image import, Glance's glance-direct and web-download): one row per job, run by
+# a bounded pool of workers. state: queued → importing → active | killed (reason says why). ``worker`` is
+# the process running it (JSON host/pid/start) so a restart resumes or fails it, never leaves it stuck;
+# ``scratch`` lists the files to remove if that process dies. ``image_id`` is the id the image gets.
+import_jobs = Table(
+    "import_jobs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("image_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("method", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("disk_format", Text),
+    Column("options", Text, nullable=False),
+    Column("runner", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("reason", Text),
+    Column("phase", Text),
+    Column("done", BigInteger, nullable=False),
+    Column("total", BigInteger),
+    Column("attempts", Integer, nullable=False),
+    Column("worker", Text),
+    Column("scratch", Text),
+    Column("created_at", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+)
+
 _V1 = [
     "CREATE TABLE atoll_meta (key TEXT PRIMARY KEY, value TEXT)",
     """CREATE TABLE resources (
@@ -395,8 +423,30 @@ _V_RESILIENCE: list[Step] = [
 ]
 
 
-# Resilience was assigned slot 3 but lands after the released slots 4, 6 and 7: appended last.
-MIGRATIONS: list[Sequence[Step]] = [_V1, _V2, _V_API_IMAGE, _V_OBJECT_API, _V_VOLUME_API, _V_RESILIENCE]
+# Image import jobs (Glance's interoperable import and `atoll image import`).
+_V_IMAGE_IMPORT = [
+    """CREATE TABLE import_jobs (
+        id TEXT PRIMARY KEY, image_id TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL,
+        method TEXT NOT NULL CHECK (method IN ('local-file', 'glance-direct', 'web-download')),
+        source TEXT NOT NULL, disk_format TEXT, options TEXT NOT NULL,
+        runner TEXT NOT NULL CHECK (runner IN ('cli', 'server')),
+        state TEXT NOT NULL CHECK (state IN ('queued', 'importing', 'active', 'killed')),
+        reason TEXT, phase TEXT, done BIGINT NOT NULL, total BIGINT, attempts INTEGER NOT NULL,
+        worker TEXT, scratch TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+    "CREATE INDEX import_jobs_state ON import_jobs (state)",
+    "CREATE INDEX import_jobs_image ON import_jobs (image_id)",
+]
+
+
+MIGRATIONS: list[Sequence[Step]] = [
+    _V1,
+    _V2,
+    _V_API_IMAGE,
+    _V_OBJECT_API,
+    _V_VOLUME_API,
+    _V_RESILIENCE,
+    _V_IMAGE_IMPORT,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

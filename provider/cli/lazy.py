@@ -23,7 +23,7 @@ COMMANDS: dict[str, Lazy] = {
         "provider.cli.objects", "Objects: uploaded files (every read-only resource is also an object)."
     ),
     "image": Lazy(
-        "provider.cli.images", "Images and snapshots: objects with image metadata (no data is ever moved)."
+        "provider.cli.imports", "Images and snapshots: objects with image metadata (no data is ever moved)."
     ),
     "volume": Lazy(
         "provider.cli.volumes",

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, delete, select, update
 from customization.properties import validate
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput, PermissionDenied
+from provider.imaging.inspect import STORED_AS_IS, detect, inspect
 from provider.model import Resource
 from provider.services import protections
 from provider.services.base import Service
@@ -22,21 +23,8 @@ from provider.utils.props import EXCLUDE_ALL_TASKS
 LOG = logging.getLogger(__name__)
 
 VISIBILITIES = ("private", "shared", "public")
-DISK_FORMATS = ("raw",)
+DISK_FORMATS = STORED_AS_IS  # register takes data as it is: anything else goes through `image import`
 CONTAINER_FORMATS = ("bare",)
-
-# Magic numbers of disk formats that must not be taken for raw disks: a raw guest disk that merely
-# claims to be qcow2 could name a host file as its backing file.
-_MAGIC = {b"QFI\xfb": "qcow2", b"KDMV": "vmdk", b"vhdxfile": "vhdx", b"conectix": "vpc"}
-
-
-def _sniff(head: bytes) -> str | None:
-    for magic, fmt in _MAGIC.items():
-        if head.startswith(magic):
-            return fmt
-    if head[0x40:0x44] == b"\x7f\x10\xda\xbe":
-        return "vdi"
-    return None
 
 
 class ImageService(Service):
@@ -66,8 +54,8 @@ class ImageService(Service):
         check_name(name, "image name")
         if disk_format not in DISK_FORMATS:
             raise InvalidInput(
-                "disk format %(f)r is not supported: objects are raw disks (convert with qemu-img convert "
-                "-O raw)",
+                "disk format %(f)r cannot be registered: objects are raw disks (atoll image import converts "
+                "qcow2, vmdk, vhdx, vpc and vdi)",
                 f=disk_format,
             )
         if container_format not in CONTAINER_FORMATS:
@@ -84,7 +72,7 @@ class ImageService(Service):
                 raise AlreadyExists(what="image registration of object", name=res.name)
             self.check_name_free(conn, name)
             if res.disk_format == "raw":
-                self.check_raw(res)
+                self.check_raw(res, disk_format)
             stamp = now()
             conn.execute(
                 t.image_views.insert().values(
@@ -102,20 +90,27 @@ class ImageService(Service):
             )
             return self.load(conn, res.id)
 
-    def check_raw(self, res: Resource) -> None:
-        """Refuse a raw image whose first sector says it is another disk format."""
+    def check_raw(self, res: Resource, disk_format: str = "raw") -> None:
+        """Run the format inspector on a raw object: a raw disk that is really a qcow2 (or vmdk, …) could
+        name a host file as its backing file once something probes it."""
+        backend = self.store.backend(res.backend)
+
+        def read(offset: int, length: int) -> bytes:
+            return backend.read(res.locator, offset, length)
+
         try:
-            head = self.store.backend(res.backend).read(res.locator, 0, 512)
+            fmt = detect(read, res.size)
+            if fmt not in STORED_AS_IS:
+                raise InvalidInput(
+                    "object %(name)s holds a %(fmt)s image, not a raw disk: import it instead (atoll image "
+                    "import NAME --from FILE converts it to raw)",
+                    name=res.name,
+                    fmt=fmt,
+                )
+            limit = self.store.config.imports.max_virtual_size
+            inspect(read, res.size, declared=disk_format, max_virtual_size=limit)
         except OSError:
             return
-        fmt = _sniff(head)
-        if fmt:
-            raise InvalidInput(
-                "object %(name)s holds a %(fmt)s image, not a raw disk: convert it first (qemu-img convert "
-                "-O raw) and upload the result",
-                name=res.name,
-                fmt=fmt,
-            )
 
     def check_name_free(self, conn: Connection, name: str, exclude: str | None = None) -> None:
         """:raises AlreadyExists: another image (or snapshot) than ``exclude`` is called ``name``."""

@@ -23,6 +23,8 @@ from provider.services.identity import IdentityService
 from provider.services.image_adopt import ImageAdoption
 from provider.services.image_members import MembersService
 from provider.services.images import ImageService
+from provider.services.imports import ImportService
+from provider.services.imports_glance import GlanceImportService
 from provider.services.objects import ObjectService
 from provider.services.os_caller import os_caller
 from provider.services.quotas import QuotaService
@@ -124,6 +126,14 @@ class Store:
     @cached_property
     def images(self) -> ImageService:
         return ImageService(self)
+
+    @cached_property
+    def imports(self) -> ImportService:
+        return ImportService(self)
+
+    @cached_property
+    def glance_imports(self) -> GlanceImportService:
+        return GlanceImportService(self)
 
     @cached_property
     def volumes(self) -> VolumeService:
