@@ -26,7 +26,7 @@ def _fio(uri: str, *extra: str) -> list[str]:
     qcow2 cluster's mapping stays in the daemon's memory until the flush.)"""
     socket = uri.removeprefix("nbd:unix:")
     return ["fio", "--name=crash", "--ioengine=nbd", f"--uri=nbd+unix:///?socket={socket}", "--rw=randwrite",
-            "--bs=4k", "--size=256M", "--iodepth=1", "--fsync=1", "--verify=crc32c", "--verify_fatal=1",
+            "--bs=4k", "--size=256M", "--iodepth=1", "--fsync=1", "--verify=crc32c",
             "--output-format=json", *extra]  # fmt: skip
 
 
@@ -59,11 +59,14 @@ def test_acknowledged_writes_survive_a_daemon_kill(qenv: StoreEnv, qdisks: Disks
     again = store.volumes.attach("k", userspace=True)  # a dead daemon is restarted by the next attach
     assert daemon.pid_of(d) not in (None, pid)
     assert again.uri is not None
-    check = subprocess.run(_fio(again.uri, "--verify_only", "--verify_state_load=1"),
+    check = subprocess.run(_fio(again.uri, "--verify_only", "--verify_state_load=1", "--verify_fatal=0"),
                            cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
-    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
     verified = json.loads(check.stdout[check.stdout.index("{") :])["jobs"][0]["read"]["total_ios"]
-    # fio counts the last write done when it completes; it is acknowledged (durable) only once the flush
-    # after it completes too, which the kill may have cut off: all but at most that one are verified.
+    bad = [line for line in check.stderr.splitlines() if line.lstrip().startswith("verify: bad")]
+    # fio's verify state counts a write done when the write completes; it is acknowledged (durable) only
+    # once the flush after it completes too, which the kill may have cut off. With one write in flight
+    # (iodepth=1, a flush after each write), at most that one block may read back stale: every other
+    # completed write is verified.
+    assert len(bad) <= 1, check.stderr[-2000:]
     assert verified >= written - 1
     store.volumes.detach("k")
