@@ -91,6 +91,7 @@ def test_role_uses_no_undefined_variable() -> None:
     """A typo in a variable name would silently be undefined (or fail only on some paths)."""
     text = "\n".join(_role_files())
     known = set(role_defaults())
+    known |= set(role_defaults()["atoll_source_items"])  # package directories, such as atoll_common
     known |= set(re.findall(r"^\s*register:\s*(\w+)", text, re.MULTILINE))
     for data in (yaml.safe_load((ROLE_DIR / "tasks" / name).read_text()) for name in ("python.yml",)):
         for task in data:
