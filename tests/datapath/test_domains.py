@@ -297,11 +297,15 @@ def test_customize_refuses_a_volume_attached_anywhere(denv: StoreEnv, disks: Dis
     attach; a domain's disk above), through the service and the CLI."""
     disks.volume("busy")
     att = disks.store.volumes.attach("busy")
-    with pytest.raises(InUse, match=r"attached at .*: detach it to customize it"):
-        disks.store.customize.run("busy", InstanceParams(hostname="x"))
-    refused = denv.cli("customize", "busy", "--hostname", "x", check=False)
-    assert refused.returncode == 1
-    assert refused.stderr.decode().strip().splitlines()[-1] == (
-        f"atoll: error: volume 'busy' is in use: attached at {att.device}: detach it to customize it"
-    )
-    disks.store.volumes.detach("busy")
+    try:
+        with pytest.raises(InUse, match=r"attached at .*: detach it to customize it"):
+            disks.store.customize.run("busy", InstanceParams(hostname="x"))
+        refused = denv.cli("customize", "busy", "--hostname", "x", check=False)
+        assert refused.returncode == 1
+        line = refused.stderr.decode().strip().splitlines()[-1]
+        # what holds it (device, since when, the serving daemon if any) and the command that releases it
+        held = f"atoll: error: volume 'busy' is in use: attached at {att.device} since "
+        assert line.startswith(held), line
+        assert line.endswith(": detach it to customize it ('atoll volume detach busy')"), line
+    finally:
+        disks.store.volumes.detach("busy")
