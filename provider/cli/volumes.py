@@ -9,6 +9,7 @@ import click
 from provider.cli import customize as customize_cli
 from provider.cli.common import SIZE, Context, emit, pass_ctx, print_resource, print_resources
 from provider.cli.customization_options import customization_options
+from provider.errors import CapabilityNotSupported
 
 
 @click.group("volume")
@@ -151,7 +152,14 @@ def attach(
         )
         lines = [f"{att.domain} {att.target}"]
     res = obj.store.resources.get(att.resource_id)
-    xml = obj.store.domains.render(res, att, target or att.target or "vda", define_secret=domain is not None)
+    try:
+        xml = obj.store.domains.render(
+            res, att, target or att.target or "vda", define_secret=domain is not None
+        )
+    except CapabilityNotSupported:
+        if domain is not None:
+            raise
+        xml = None  # attached for QEMU or a block device user; libvirt cannot name it (an RBD namespace)
     data = {**att.to_dict(), "libvirt_xml": xml}
     emit(obj, data, lambda: click.echo("\n".join(lines)))
 
