@@ -9,7 +9,7 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any, cast
 
 import falcon
 
@@ -133,6 +133,18 @@ class _Middleware:
         info = self.api.store.identity.validate(token)
         req.context.token = info
         req.context.caller = info.caller()
+
+
+def image_body(req: falcon.Request, limit: int) -> tuple[IO[bytes], int | None]:
+    """An image upload's streamed body and its declared length: 415 unless application/octet-stream, 413
+    when the declared length passes ``limit`` (an undeclared one is bounded while it streams)."""
+    given = (req.content_type or "").split(";")[0].strip().lower()
+    if given != "application/octet-stream":
+        raise api_errors.UnsupportedMediaType(given=given or "(none)", expected="application/octet-stream")
+    declared = req.content_length
+    if declared is not None and declared > limit:
+        raise api_errors.PayloadTooLarge(what="the image", limit=limit)
+    return cast(IO[bytes], req.bounded_stream if declared is not None else req.stream), declared
 
 
 def read_json(req: falcon.Request, limit: int, *types: str) -> Any:

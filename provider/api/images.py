@@ -7,13 +7,12 @@ delete), ``/v2/images/{id}/file`` (streamed upload and download), ``…/actions/
 
 from __future__ import annotations
 
-from typing import IO, Any, cast
+from typing import Any
 
 import falcon
 
 from provider.api import image_schemas
-from provider.api.base import Api, read_json, send_json
-from provider.api.errors import PayloadTooLarge, UnsupportedMediaType
+from provider.api.base import Api, image_body, read_json, send_json
 from provider.api.image_views import PATCH_TYPES, next_link, parse_patch, parse_query, render, split_create
 from provider.errors import InvalidInput
 from provider.services import Store
@@ -85,15 +84,9 @@ class ImageFile:
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
         store = self.api.store_for(req)
-        given = (req.content_type or "").split(";")[0].strip().lower()
-        if given != "application/octet-stream":
-            raise UnsupportedMediaType(given=given or "(none)", expected="application/octet-stream")
         limit = self.api.config.api.max_image_size
-        declared = req.content_length
-        if declared is not None and declared > limit:
-            raise PayloadTooLarge(what="the image", limit=limit)
-        stream = req.bounded_stream if declared is not None else req.stream
-        store.glance.upload(image_id, cast(IO[bytes], stream), declared, limit)
+        stream, declared = image_body(req, limit)
+        store.glance.upload(image_id, stream, declared, limit)
         resp.status = 204
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:

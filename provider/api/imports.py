@@ -8,12 +8,9 @@ progress and, when it failed, the reason. The jobs run in this server process's 
 
 from __future__ import annotations
 
-from typing import IO, cast
-
 import falcon
 
-from provider.api.base import Api, read_json, send_json
-from provider.api.errors import PayloadTooLarge, UnsupportedMediaType
+from provider.api.base import Api, image_body, read_json, send_json
 from provider.services.imports_glance import IMPORT_METHODS
 from provider.services.imports_workers import ImportWorkers
 
@@ -30,15 +27,9 @@ class Stage:
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
         store = self.api.store_for(req)
-        given = (req.content_type or "").split(";")[0].strip().lower()
-        if given != "application/octet-stream":
-            raise UnsupportedMediaType(given=given or "(none)", expected="application/octet-stream")
         limit = self.api.config.api.max_image_size
-        declared = req.content_length
-        if declared is not None and declared > limit:
-            raise PayloadTooLarge(what="the image", limit=limit)
-        stream = req.bounded_stream if declared is not None else req.stream
-        store.glance_imports.stage(image_id, cast(IO[bytes], stream), declared, limit)
+        stream, declared = image_body(req, limit)
+        store.glance_imports.stage(image_id, stream, declared, limit)
         resp.status = 204
 
 
