@@ -128,6 +128,15 @@ EOF
   chmod 755 "$RUN/gnt-cluster-init"
 }
 
+stale_pidfiles() {  # after a reboot: start-stop-daemon refuses (exit 2) a daemon-owned pidfile it would match
+  local f pid
+  for f in /var/run/ganeti/*.pid; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f" 2>/dev/null || true)
+    if [ -z "$pid" ] || ! grep -qs ganeti "/proc/$pid/cmdline"; then rm -f "$f"; fi
+  done
+}
+
 start_cluster() {
   if [ ! -f /var/lib/ganeti/config.data ]; then
     rm -rf /var/lib/ganeti/export/*
@@ -142,6 +151,7 @@ start_cluster() {
       "$CLUSTER" >&2
   elif ! master_answers; then
     say "starting the Ganeti daemons"
+    stale_pidfiles
     daemons start-all >&2
   fi
   local i
