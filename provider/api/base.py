@@ -14,6 +14,7 @@ from typing import IO, Any, cast
 import falcon
 
 from provider.api import errors as api_errors
+from provider.api.body import fast_body
 from provider.api.services import SERVICE_MODULES
 from provider.config import Config
 from provider.errors import AtollError, AuthenticationFailed, InvalidInput
@@ -144,7 +145,9 @@ def image_body(req: falcon.Request, limit: int) -> tuple[IO[bytes], int | None]:
     declared = req.content_length
     if declared is not None and declared > limit:
         raise api_errors.PayloadTooLarge(what="the image", limit=limit)
-    return cast(IO[bytes], req.bounded_stream if declared is not None else req.stream), declared
+    if declared is None:
+        return cast(IO[bytes], req.stream), None
+    return fast_body(req) or cast(IO[bytes], req.bounded_stream), declared
 
 
 def read_json(req: falcon.Request, limit: int, *types: str) -> Any:

@@ -11,6 +11,7 @@ from xml.etree import ElementTree as ET
 
 import falcon
 
+from provider.api.body import fast_body
 from provider.errors import InvalidInput, PermissionDenied
 from provider.services import Caller
 from provider.services.containers import MAX_LISTING, Page
@@ -123,7 +124,7 @@ def send_listing(
 def request_body(req: falcon.Request) -> IO[bytes]:
     """The body as a stream: bounded by Content-Length, or the server's de-chunked input."""
     if req.content_length is not None:
-        return cast(IO[bytes], req.bounded_stream)
+        return fast_body(req) or cast(IO[bytes], req.bounded_stream)
     if "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
         return cast(IO[bytes], req.stream)
     return io.BytesIO(b"")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import hashlib
 import io
 import os
 import select
@@ -16,6 +15,7 @@ from typing import IO
 from atoll_common.rollback import rollback
 from provider.backends.base import Backend, ImportResult
 from provider.errors import BackendError, BadConfiguration, StorageFull
+from provider.utils.digest import BackgroundDigest
 
 CHUNK = 4 << 20
 BLOCK = 64 << 10
@@ -97,9 +97,8 @@ class FileBackend(Backend):
     ) -> ImportResult:
         self._ensure_dir()
         path = self.path(locator)
-        digest = hashlib.sha256()
         size = 0
-        with rollback() as undo:
+        with BackgroundDigest("sha256") as digest, rollback() as undo:
             undo.push(path.unlink, missing_ok=True)  # a partial object never stays
             try:
                 with open(path, "xb") as out:
@@ -115,8 +114,9 @@ class FileBackend(Backend):
                 path.chmod(0o444)  # read-only resources never change
             except OSError as e:
                 raise translate_oserror(e, path) from e
+            sha256 = digest.hexdigest()
         _fsync_dir(self.data_dir)
-        return ImportResult(size=size, sha256=digest.hexdigest())
+        return ImportResult(size=size, sha256=sha256)
 
     def scratch_dir(self) -> Path:
         self._ensure_dir()

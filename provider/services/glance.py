@@ -184,6 +184,7 @@ class GlanceService(Service):
         with rollback() as undo:
             undo.push(self._back_to_queued, image_id, row.backend, row.locator)
             reader = HashingReader(stream, limit)
+            undo.push(reader.close)
             result = backend.import_stream(row.locator, cast(IO[bytes], reader))
             digests = reader.finish()
             if declared is not None and result.size != declared:

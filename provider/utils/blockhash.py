@@ -38,9 +38,9 @@ def is_block_hash(text: object) -> bool:
 
 class HashingReader:
     """Wraps a binary stream; every byte read is counted into an md5, and into the sha256 of the
-    4 MiB block it belongs to. Reads pass through unchanged (no second pass over the data); the hashing
-    of one chunk runs in a helper thread while the caller writes it (hashlib releases the GIL), with at
-    most one chunk in flight."""
+    4 MiB block it belongs to. Reads pass through unchanged (no second pass over the data); the md5 and
+    the block hashes of one chunk run in two helper threads while the caller writes it (hashlib
+    releases the GIL), with at most one chunk in flight."""
 
     def __init__(self, stream: IO[bytes] | None = None, *, md5: bool = True) -> None:
         self._stream = stream
@@ -48,7 +48,7 @@ class HashingReader:
         self._block = hashlib.sha256()
         self._in_block = 0
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: Future[None] | None = None
+        self._pending: list[Future[None]] = []
         self.hashes: list[str] = []
         self.size = 0
 
@@ -62,14 +62,17 @@ class HashingReader:
         if data:
             self._wait()
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blockhash")
-            self._pending = self._pool.submit(self.update, data)
+                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="blockhash")
+            self.size += len(data)
+            self._pending = [self._pool.submit(self._blocks, data)]
+            if self._md5 is not None:
+                self._pending.append(self._pool.submit(self._md5.update, data))
         return data
 
     def _wait(self) -> None:
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def close(self) -> None:
         self._wait()
@@ -83,10 +86,13 @@ class HashingReader:
         return len(data)
 
     def update(self, data: bytes) -> None:
-        view = memoryview(data)
         if self._md5 is not None:
-            self._md5.update(view)
-        self.size += len(view)
+            self._md5.update(data)
+        self.size += len(data)
+        self._blocks(data)
+
+    def _blocks(self, data: bytes) -> None:
+        view = memoryview(data)
         while view:
             take = min(len(view), BLOCK_SIZE - self._in_block)
             self._block.update(view[:take])
