@@ -134,7 +134,7 @@ def dd_transfer(server: ApiServer, src: Path) -> tuple[float, float]:
     return up, down
 
 
-def rss_during_upload(server: ApiServer, size: int) -> tuple[tuple[int, int], tuple[int, int]]:
+def memory_during_upload(server: ApiServer, size: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """``(RSS, PSS)`` of the server before, and their peaks while ``size`` bytes stream in chunked."""
     headers = {"X-Auth-Token": server.token("alice")}
     made = requests.post(
@@ -257,7 +257,7 @@ def main() -> int:
             cli_up, cli_down = cli_transfer(server, src)
             dd_up, dd_down = dd_transfer(server, src)
             src.unlink()
-            before, peak = rss_during_upload(server, rss_size)
+            before, peak = memory_during_upload(server, rss_size)
             lat = latency_rows(server, args.images, args.requests)
         finally:
             server.stop()

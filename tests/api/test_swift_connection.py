@@ -1,6 +1,6 @@
 """Request bodies read straight from the socket (``provider/api/body.py``) keep HTTP/1.1 connections
-sound: a request pipelined behind a body, and a body the server refuses before reading it, are
-followed by the next request on the same connection answered correctly."""
+sound: a request pipelined behind a body is answered on the same connection, and a body the server
+refuses before reading it is drained (small) or ends the connection (large), never read as requests."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import swiftclient
 
 from tests.api.conftest import ApiServer
-from tests.api.test_swift import alice, swift  # noqa: F401  (fixture)
+from tests.api.test_swift import alice  # noqa: F401  (fixture)
 from tests.conftest import write_disk
 
 MiB = 1 << 20
