@@ -1,8 +1,10 @@
-"""An NBD export (the userspace data path of qcow2 volumes) as a local file, for as long as a block runs.
+"""A userspace attachment as a local file, for as long as a block runs.
 
 Tools that need a disk on this host — the customization engine in Ganeti's OS ``create``, which runs
-while Ganeti holds the volume attached with access=userspace — get the export through ``nbdfuse`` (a
-second NBD client of the same qemu-storage-daemon: no second writer on the image file).
+while Ganeti holds the volume attached with access=userspace — get it through ``nbdfuse``: an NBD export
+(qcow2) as a second NBD client of the same qemu-storage-daemon (no second writer on the image file); an
+``rbd:`` URI through a private ``qemu-nbd`` that nbdfuse starts by socket activation and stops at unmount
+(QEMU is not running yet while the OS definition works on the disk).
 """
 
 from __future__ import annotations
@@ -20,18 +22,23 @@ from provider.errors import DataPathError
 
 LOG = logging.getLogger(__name__)
 PREFIX = "nbd:unix:"
+RBD_PREFIX = "rbd:"
 READY_TIMEOUT = 60.0
 
 
 @contextmanager
 def nbd_file(uri: str, run: process.Runner = process.run) -> Iterator[Path]:
-    """The export at ``uri`` (``nbd:unix:SOCKET``) as a file, unmounted when the block ends."""
-    if not uri.startswith(PREFIX):
-        raise DataPathError(reason=f"{uri} is not an NBD export on a unix socket")
+    """The disk at ``uri`` (``nbd:unix:SOCKET`` or ``rbd:…``) as a file, unmounted when the block ends."""
+    if uri.startswith(PREFIX):
+        source = ["--unix", uri[len(PREFIX) :]]
+    elif uri.startswith(RBD_PREFIX):
+        source = ["[", "qemu-nbd", "--format=raw", "--cache=none", uri, "]"]
+    else:
+        raise DataPathError(reason=f"{uri} is neither an NBD export on a unix socket nor an rbd: URI")
     with tempfile.TemporaryDirectory(prefix="atoll-nbdfuse-") as tmp:
         mnt, pidfile = Path(tmp) / "mnt", Path(tmp) / "pid"
         mnt.mkdir()
-        argv = ["nbdfuse", "-P", str(pidfile), f"{mnt}/disk", "--unix", uri[len(PREFIX) :]]
+        argv = ["nbdfuse", "-P", str(pidfile), f"{mnt}/disk", *source]
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             _wait_ready(proc, pidfile)

@@ -19,6 +19,7 @@ from provider.datapath.daemon import EXPORT_ID, DaemonDir
 from provider.datapath.qmp import Qmp, QmpError
 from provider.errors import DataPathError, InUse
 from provider.model import Attachment, Resource
+from provider.utils.faults import failpoint
 from provider.utils.host import HOST
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class QsdAttacher(Attacher):
             export = self._export(d, req, blockdev["node-name"])
             daemon.start(self.run, d, blockdev, export, nbd=self._nbd(req))
             (d.path / SPEC_FILE).write_text(json.dumps(_wanted(req)))
+            failpoint("attach.after-daemon")
         common: dict[str, Any] = {"host": HOST, "daemon_dir": str(d.path), "socket_dir": str(d.sockets)}
         if self._nbd(req):
             uri = f"nbd:unix:{d.nbd}"
@@ -147,6 +149,7 @@ class QsdAttacher(Attacher):
                 self._drop_nbd_export(res, q)
         for dev in devices:
             loop.detach(self.run, dev)
+        failpoint("detach.after-loop")
         daemon.stop(self.run, d)
 
     def _drop_nbd_export(self, res: Resource, q: Qmp) -> None:

@@ -21,6 +21,7 @@ from provider.datapath.ceph import Location
 from provider.datapath.daemon import fuse_mounted
 from provider.errors import DataPathError, NotFound
 from provider.model import Attachment, Resource
+from provider.utils.faults import failpoint
 from provider.utils.host import HOST
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class RbdAttacher(Attacher):
             if not req.readonly:
                 self.lock(res, None)
                 undo.push(self.unlock, res)
+                failpoint("attach.after-lock")
             if req.access == "userspace":
                 uri = qemu_uri(self.backend.config, loc)
                 att = Attachment(res.id, req.mode, req.access, "rbd", None, uri, HOST)

@@ -23,6 +23,7 @@ from provider.utils.sizes import format_size
 
 LOG = logging.getLogger(__name__)
 CHUNK = 4 << 20
+ZEROS = bytes(CHUNK)
 
 USAGE = """\
 usage: <os dir>/<action>   (run by Ganeti; verify is run as "verify parameters")
@@ -86,12 +87,20 @@ def create(environ: Mapping[str, str]) -> None:
     LOG.info("instance %s installed in %.1f s", name, report.seconds)
 
 
-def _pump(src: BinaryIO, dst: BinaryIO, limit: int | None = None) -> int:
+def _pump(src: BinaryIO, dst: BinaryIO, limit: int | None = None, *, keep_zeros: bool = False) -> int:
+    """Copy ``src`` onto ``dst``. With ``keep_zeros`` (``dst`` is a disk opened for update) a chunk of
+    zeros is not written where the disk already reads zeros: importing a mostly empty dump onto a fresh
+    volume allocates only the data, not the whole disk."""
     total = 0
     while chunk := src.read(CHUNK):
         total += len(chunk)
         if limit is not None and total > limit:
             raise UsageError("the import stream is larger than the disk (%(size)s)", size=format_size(limit))
+        if keep_zeros and chunk == ZEROS:
+            here = dst.tell()
+            if dst.read(CHUNK) == ZEROS:
+                continue
+            dst.seek(here)
         dst.write(chunk)
     dst.flush()
     return total
@@ -123,7 +132,7 @@ def import_(environ: Mapping[str, str]) -> None:
     path = _disk(environ, "IMPORT_DISK_PATH", "IMPORT_DEVICE")
     limit = osglue.device_size(path)
     with open(path, "r+b") as dst:
-        got = _pump(sys.stdin.buffer, dst, limit)
+        got = _pump(sys.stdin.buffer, dst, limit, keep_zeros=True)
         os.fsync(dst.fileno())
     LOG.info("imported %s onto %s", format_size(got), path)
 

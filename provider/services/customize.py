@@ -3,21 +3,30 @@ or on any local disk Ganeti hands over (``DISK_0_PATH``). Nothing else in Atoll 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+
+from sqlalchemy import update
 
 from customization.engine import customize
 from customization.errors import CustomizationError
 from customization.params import InstanceParams
-from customization.report import Report, TaskOutcome
+from customization.report import Report, Status, TaskOutcome
+from provider.catalog import schema as t
 from provider.errors import AtollError, InvalidInput
-from provider.services.base import Service
+from provider.services.base import Service, res_key
 from provider.services.local_disk import local_disk
+from provider.utils.faults import failpoint
+from provider.utils.host import HOST, my_start
 
 LOG = logging.getLogger(__name__)
 
 Progress = Callable[[TaskOutcome], None]
+# resources.op of a new volume while its first customization runs: fsck removes it if the process died
+CUSTOMIZE_OP = "customize"
 
 
 class CustomizationFailed(AtollError):
@@ -44,9 +53,30 @@ class CustomizeService(Service):
         props = self.properties(vol.id)
         try:
             with local_disk(self.store, vol.id, writable=True) as path:
-                return customize(path, props, params, on_progress=on_progress)
+                return customize(path, props, params, on_progress=_with_failpoint(on_progress))
         except CustomizationError as e:
             raise CustomizationFailed(name=vol.name, reason=str(e)) from e
+
+    @contextmanager
+    def first_run(self, rid: str) -> Iterator[None]:
+        """Mark new volume ``rid`` as being customized for the duration of the block (its status is
+        ``creating``, the catalog names this process): a crash leaves a volume that fsck removes, never a
+        half-customized one that looks finished. The caller removes it if the block raises."""
+        self._mark(rid, CUSTOMIZE_OP, json.dumps({"host": HOST, "proc_start": my_start()}), "creating")
+        yield
+        failpoint("customize.before-done")
+        self._mark(rid, None, None, "available")
+
+    def _mark(self, rid: str, op: str | None, data: str | None, status: str) -> None:
+        with self.catalog.write(res_key(rid)) as conn:
+            conn.execute(
+                update(t.resources)
+                .where(t.resources.c.id == rid, t.resources.c.state == "available")
+                .values(op=op, op_pid=os.getpid() if op else None, op_host=HOST if op else None, op_data=data)
+            )
+            conn.execute(
+                update(t.volume_views).where(t.volume_views.c.resource_id == rid).values(status=status)
+            )
 
     def disk(
         self,
@@ -58,3 +88,16 @@ class CustomizeService(Service):
         """Apply ``properties``' tasks to the local disk ``path`` (a device or raw file the caller owns,
         e.g. Ganeti's instance disk); errors are the engine's own (AtollError subclasses)."""
         return customize(path, properties, params, on_progress=on_progress)
+
+
+def _with_failpoint(on_progress: Progress | None) -> Progress:
+    """Report each task's outcome, then pass the failpoint between tasks (``customize.after-task`` stops
+    after the first task that ran, ``customize.after-task:NAME`` after that task)."""
+
+    def report(outcome: TaskOutcome) -> None:
+        if on_progress is not None:
+            on_progress(outcome)
+        if outcome.status != Status.SKIPPED:
+            failpoint("customize.after-task", outcome.name)
+
+    return report

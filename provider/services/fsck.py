@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, Row, delete, select
 
 from provider.backends.reflink import PROBE_PREFIX
 from provider.catalog import schema as t
 from provider.errors import AtollError
 from provider.services.base import Service, op_owner_alive
+from provider.services.customize import CUSTOMIZE_OP
 from provider.utils import procs
 from provider.utils.host import HOST
 
@@ -46,6 +48,7 @@ class FsckService(Service):
     def run(self, repair: bool = False) -> FsckReport:
         report = FsckReport()
         files: list[tuple[str, str]] = []
+        half_customized: list[str] = []
         with self.catalog.write() as conn:
             rows = conn.execute(select(t.resources)).all()
             gone = self.store.hosts.forgotten(conn)
@@ -70,6 +73,10 @@ class FsckService(Service):
                         files += self._drop_pending(conn, row.id)
                         finding.repaired = True
                     report.findings.append(finding)
+                    continue
+                if row.op == CUSTOMIZE_OP and row.state == "available":
+                    if self._customizing(conn, row, report):
+                        half_customized.append(row.id)
                     continue
                 if not self.store.backend(row.backend).exists(row.locator):
                     report.findings.append(
@@ -97,6 +104,7 @@ class FsckService(Service):
             files += self._orphans(conn, referenced, report, repair)
         self._remove_files(files)
         self._stale_attachments(report, repair)
+        self._drop_half_customized(half_customized, report, repair)
         if repair:
             shutil.rmtree(self.store.config.store.path / "tmp", ignore_errors=True)
             self._dead_probes()
@@ -109,6 +117,31 @@ class FsckService(Service):
             pid = probe.name.removeprefix(PROBE_PREFIX).split("-", 1)[0]
             if not pid.isdigit() or procs.start_time(int(pid)) is None:
                 shutil.rmtree(probe, ignore_errors=True)
+
+    def _customizing(self, conn: Connection, row: Row[Any], report: FsckReport) -> bool:
+        """A new volume whose first customization runs: in progress, or interrupted (True)."""
+        res = self.load(conn, row.id)
+        if op_owner_alive(res):
+            detail = f"customization by pid {row.op_pid} is still running"
+            report.findings.append(Finding("in-progress", row.id, detail, True))
+            return False
+        return True
+
+    def _drop_half_customized(self, rids: list[str], report: FsckReport, repair: bool) -> None:
+        """Remove the volumes whose first customization died half-way: as when a customization fails, no
+        volume is left. Their only attachment is the customization's own (it refuses attached volumes),
+        whose daemon outlives the killed process: it is detached first."""
+        for rid in rids:
+            detail = "customization of a new volume interrupted (its process is gone)"
+            finding = Finding("interrupted", rid, detail)
+            if repair:
+                try:
+                    self.store.datapath.detach(rid)
+                    self.store.volumes.delete(rid)
+                    finding.repaired = True
+                except AtollError as e:
+                    finding.detail += f" (not repaired: {e})"
+            report.findings.append(finding)
 
     def _stale_attachments(self, report: FsckReport, repair: bool) -> None:
         for stale in self.store.hosts.stale_attachments():

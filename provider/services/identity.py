@@ -11,6 +11,7 @@ tokens in the same transaction.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import secrets
@@ -32,8 +33,13 @@ ROLES = ("admin", "member", "reader")
 DOMAIN_ID = "default"
 DOMAIN_NAME = "Default"
 _HASHER = PasswordHasher()
-# Hashed once so an unknown user costs as much as a wrong password (no user enumeration by timing).
-_DUMMY_HASH = _HASHER.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Hashed once per process, on the first unknown user (not at import: every CLI start would pay
+    for an argon2 hash), so an unknown user costs as much as a wrong password (no enumeration by timing)."""
+    return _HASHER.hash(secrets.token_hex(16))
 
 
 def hash_token(token: str) -> str:
@@ -238,7 +244,7 @@ class IdentityService(Service):
                 select(t.users).where((t.users.c.name == user) | (t.users.c.id == user))
             ).first()
         if row is None:
-            self._verify(_DUMMY_HASH, password)
+            self._verify(_dummy_hash(), password)
             raise AuthenticationFailed(reason="wrong user name or password")
         if not self._verify(row.password_hash, password) or not row.enabled:
             raise AuthenticationFailed(reason="wrong user name or password")

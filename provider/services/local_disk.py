@@ -25,7 +25,8 @@ def local_disk(store: Store, ref: str, writable: bool = True) -> Iterator[str]:
     Only what this call attached is detached.
 
     :raises PermissionDenied: ``writable`` on a read-only resource.
-    An NBD export (qcow2, userspace) is reached through ``nbdfuse`` for the duration of the block.
+    A userspace attachment (an NBD export of qcow2, an ``rbd:`` URI) is reached through ``nbdfuse`` for the
+    duration of the block.
 
     :raises InUse: it is attached in a way that gives no raw view, or read-only.
     """
@@ -48,7 +49,7 @@ def local_disk(store: Store, ref: str, writable: bool = True) -> Iterator[str]:
         if att.device is not None:
             yield att.device
             return
-        if att.kind == "nbd" and att.uri is not None:  # e.g. Ganeti's OS create on an access=userspace disk
+        if att.kind in ("nbd", "rbd") and att.uri is not None:  # Ganeti's OS create, access=userspace
             with nbd_file(att.uri, store.run) as path:
                 yield str(path)
             return

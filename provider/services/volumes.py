@@ -163,7 +163,8 @@ class VolumeService(Service):
             return vol, None
         with rollback() as undo:
             undo.push(self.delete, vol.id)
-            report = self.store.customize.run(vol.id, params, on_progress=on_progress)
+            with self.store.customize.first_run(vol.id):
+                report = self.store.customize.run(vol.id, params, on_progress=on_progress)
         return self.get(vol.id), report
 
     def snapshot(self, ref: str, name: str) -> Resource:

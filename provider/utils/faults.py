@@ -20,13 +20,21 @@ FAILPOINTS: dict[str, str] = {
     "chain.after-rebase": "qcow2 chain merge: the volume reads from the lower layer, catalog not rewired",
     "grow.after-backend": "volume grow (offline or live): the disk is larger, the catalog says the old size",
     "collect.before-remove": "delete and collection: the catalog forgot the files, they are still on disk",
+    "attach.after-daemon": "attach of a qcow2 volume: its qemu-storage-daemon is up, no device yet",
+    "attach.after-lock": "attach of an rbd volume: its RBD lock is taken, nothing mapped yet",
     "attach.after-datapath": "attach: the device or daemon is up, not yet recorded",
+    "detach.after-loop": "detach of a qcow2 volume: its loop device is gone, its daemon still runs",
     "detach.after-datapath": "detach: the device or daemon is gone, the record is still there",
+    "customize.after-task": "volume create from an image: a customization task has finished, others not yet "
+    "(``customize.after-task:TASK`` names the task)",
+    "customize.before-done": "volume create from an image: customized, not yet marked available",
     "scrub.after-resource": "fsck --scrub: one resource re-hashed and checkpointed",
     "ganeti.attach.before-print": "ExtStorage attach: the data path is up, the device not yet printed",
 }
 
 
-def failpoint(name: str) -> None:
-    if os.environ.get("ATOLL_FAILPOINT") == name:
+def failpoint(name: str, detail: str | None = None) -> None:
+    """Die here if ``ATOLL_FAILPOINT`` is ``name``, or ``name:detail`` for a point passed in a loop."""
+    wanted = os.environ.get("ATOLL_FAILPOINT")
+    if wanted is not None and (wanted == name or (detail is not None and wanted == f"{name}:{detail}")):
         os.kill(os.getpid(), signal.SIGKILL)

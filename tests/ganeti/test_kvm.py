@@ -26,7 +26,7 @@ from sqlalchemy import select
 from provider.catalog import schema as t
 from provider.ganeti import install
 from provider.services import Resource
-from tests.conftest import StoreEnv, make_store_env
+from tests.conftest import StoreEnv, make_store_env, rbd_store_keys
 from tests.customization.qemu import extract_kernel
 from tests.ganeti.cluster import Cluster
 from tests.ganeti.serial import Console
@@ -85,7 +85,16 @@ def boot_image() -> build.ImageInfo:
     return info
 
 
-@pytest.fixture(scope="module", params=["reflink", "qcow2"])
+def _store(backend: str, base: Path, request: pytest.FixtureRequest) -> tuple[StoreEnv, Path]:
+    """A store for the kvm tests: reflink on the loop-mounted XFS, rbd in a namespace of the micro Ceph."""
+    if backend == "rbd":
+        keys = rbd_store_keys(request.getfixturevalue("ceph_conf"))
+        return make_store_env(backend, base / "store", "", store=keys), base / "store"
+    path = request.getfixturevalue("xfs_mount") / base.name if backend == "reflink" else base / "store"
+    return make_store_env(backend, path, ""), path
+
+
+@pytest.fixture(scope="module", params=["reflink", "qcow2", "rbd"])
 def kvm_env(
     request: pytest.FixtureRequest,
     cluster: Cluster,
@@ -94,8 +103,7 @@ def kvm_env(
 ) -> Iterator[KvmEnv]:
     backend = request.param
     base = tmp_path_factory.mktemp(f"kvm-{backend}")
-    path = request.getfixturevalue("xfs_mount") / base.name if backend == "reflink" else base / "store"
-    env = make_store_env(backend, path, "")
+    env, path = _store(backend, base, request)
     changes = install.install(sys.executable, str(env.config_path))
     store = env.open()
     with open(boot_image.path, "rb") as f:
@@ -155,6 +163,7 @@ def test_instance_boots_from_a_customized_clone(kvm_env: KvmEnv, access: str) ->
     assert [v for v in store.volumes.list() if v.id == vol.id] == []
 
 
+@pytest.mark.parametrize("kvm_env", ["reflink", "qcow2"], indirect=True)
 def test_grow_disk_reaches_the_running_guest_and_the_root_grows_at_next_boot(kvm_env: KvmEnv) -> None:
     name, cluster = f"{PREFIX}grow", kvm_env.cluster
     kvm_env.add(name, "kernelspace")
@@ -184,3 +193,47 @@ def test_grow_disk_reaches_the_running_guest_and_the_root_grows_at_next_boot(kvm
         assert root_kib > (SIZE_MIB + 1024 - 200) << 10
         assert console.run("cat /sys/block/vda/size").strip() == str(((SIZE_MIB + 1024) << 20) // 512)
     cluster.remove_instance(name)
+
+
+@pytest.mark.parametrize("kvm_env", ["reflink"], indirect=True)
+def test_backup_export_then_import_gives_a_booting_instance(kvm_env: KvmEnv) -> None:
+    """``gnt-backup export`` streams the disk through the OS definition's ``export``; ``gnt-backup import``
+    creates an empty Atoll volume and the OS ``import`` writes the dump onto it (the zeros of the dump
+    are not written: the new volume allocates about what the exported one did); the new instance boots."""
+    name, copy, cluster = f"{PREFIX}exp", f"{PREFIX}imp", kvm_env.cluster
+    kvm_env.add(name, "kernelspace")
+    cluster.gnt("gnt-instance", "stop", "--timeout=0", name)
+    cluster.gnt("gnt-backup", "export", "-n", cluster.node, name, timeout=1200)
+    cluster.remove_instance(name)
+    cluster.remove_instance(copy)
+    cluster.gnt(
+        "gnt-backup",
+        "import",
+        "-n",
+        cluster.node,
+        "--src-node",
+        cluster.node,
+        "--src-dir",
+        f"/var/lib/ganeti/export/{name}",
+        "--no-name-check",
+        "--no-ip-check",
+        "-t",
+        "ext",
+        "--disk",
+        f"0:size={SIZE_MIB}M,provider=atoll",
+        copy,
+        timeout=1200,
+    )
+    try:
+        vol = kvm_env.volume()
+        assert vol.parent is None and vol.size == SIZE_MIB << 20  # an empty volume, filled by the OS import
+        store = kvm_env.store_env.open()
+        allocated = store.backend(vol.backend).allocated_bytes(vol.locator)
+        assert allocated < (SIZE_MIB << 20) * 3 // 4, allocated
+        cluster.gnt("gnt-instance", "start", copy)
+        with Console(copy) as console:
+            console.login(name, PASSWORD)  # the exported disk: its host name and root password
+            assert console.run("hostname").strip() == name
+    finally:
+        cluster.gnt("gnt-backup", "remove", name, check=False)
+        cluster.remove_instance(copy)

@@ -1,11 +1,12 @@
-"""Every registered failpoint, tested: the CLI is killed (SIGKILL) at each one on qcow2 and reflink; then
-``fsck --repair`` and ``fsck`` are clean, everything finished before is intact (a scrub re-hashes it),
-the interrupted operation is complete or gone (running it again works), and once everything is detached
-no loop device, mount or daemon is left. A second test keeps the registry and the code in step."""
+"""Every registered failpoint, tested: the CLI is killed (SIGKILL) at each one on qcow2, reflink and rbd
+(where the step exists); then ``fsck --repair`` and ``fsck`` are clean, everything finished before is
+intact (a scrub re-hashes it), the interrupted operation is complete or gone (running it again works),
+and once everything is detached no loop device, mount or daemon is left. Each ExtStorage verb is killed
+the same way at the steps of the services it calls. A second test keeps the registry and the code in
+step."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -15,14 +16,25 @@ from pathlib import Path
 
 import pytest
 
+from provider.services import Store
 from provider.utils.faults import FAILPOINTS
-from tests.conftest import FILE_BACKENDS, StoreEnv, make_store_env, write_disk
+from tests.conftest import FILE_BACKENDS, StoreEnv, make_store_env, rbd_store_keys, write_disk
 from tests.datapath.conftest import _store_path, force_clean, leftovers
 from tests.helpers import need_root, need_tools
+from tests.images import build
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 
+# a small partitioned ext4 guest image, registered with the properties that make its clones customized
+CUSTOMIZABLE = [
+    ["object", "upload", "images/guest.raw", "{guest}"],
+    [
+        *("image", "register", "images/guest.raw", "--name", "guest"),
+        *("--property", "OSFAMILY=linux", "--property", "ROOT_PARTITION=1", "--property", "USERS=root"),
+    ],
+]
+CUSTOMIZED_CLONE = ["volume", "create", "c1", "--from", "guest", "--hostname", "c1"]
 # point -> (setup commands, the command that reaches the point); "ext:" runs an ExtStorage verb.
 SCENARIOS: dict[str, tuple[list[list[str]], list[str]]] = {
     "upload.after-backend": ([], ["object", "upload", "c/new.raw", "{disk}"]),
@@ -35,17 +47,39 @@ SCENARIOS: dict[str, tuple[list[list[str]], list[str]]] = {
         [["volume", "create", "v2", "--from", "base", "--no-customize"]],
         ["volume", "delete", "v2"],
     ),
+    "attach.after-daemon": ([], ["volume", "attach", "v1"]),
+    "attach.after-lock": ([], ["volume", "attach", "v1"]),
     "attach.after-datapath": ([], ["volume", "attach", "v1"]),
+    "detach.after-loop": ([["volume", "attach", "v1"]], ["volume", "detach", "v1"]),
     "detach.after-datapath": ([["volume", "attach", "v1"]], ["volume", "detach", "v1"]),
+    "customize.after-task": (CUSTOMIZABLE, CUSTOMIZED_CLONE),
+    "customize.before-done": (CUSTOMIZABLE, CUSTOMIZED_CLONE),
     "scrub.after-resource": ([], ["fsck", "--scrub"]),
     "ganeti.attach.before-print": ([], ["ext:attach", "v1"]),
 }
-LAYERED_ONLY = {"chain.after-rebase"}  # reflink volumes have no chains
+# the ExtStorage verbs, each killed at the steps of the services it calls: (verb, point) -> scenario
+VERBS: dict[tuple[str, str], tuple[list[list[str]], list[str]]] = {
+    ("create", "clone.after-backend"): ([], ["ext:create", "g1", "VOL_SIZE=16", "EXTP_ORIGIN=base"]),
+    ("grow", "grow.after-backend"): ([], ["ext:grow", "v1", "VOL_NEW_SIZE=16"]),
+    ("snapshot", "snapshot.after-backend"): ([], ["ext:snapshot", "v1", "VOL_SNAPSHOT_NAME=v1.snap"]),
+    ("remove", "collect.before-remove"): (
+        [["volume", "create", "v2", "--from", "base", "--no-customize"]],
+        ["ext:remove", "v2"],
+    ),
+    ("detach", "detach.after-datapath"): ([["ext:attach", "v1"]], ["ext:detach", "v1"]),
+}
+BACKENDS = [*FILE_BACKENDS, "rbd"]
+ONLY = {  # the steps some backends have and others do not
+    "chain.after-rebase": ["qcow2"],  # reflink and rbd volumes have no chains
+    "attach.after-daemon": ["qcow2"],  # the qemu-storage-daemon of qcow2 volumes
+    "detach.after-loop": ["qcow2"],
+    "attach.after-lock": ["rbd"],  # the RBD lock of a read-write attach
+}
 CASES = [
     pytest.param(backend, point, id=f"{backend}-{point}")
-    for backend in FILE_BACKENDS
+    for backend in BACKENDS
     for point in sorted(FAILPOINTS)
-    if backend == "qcow2" or point not in LAYERED_ONLY
+    if backend in ONLY.get(point, BACKENDS)
 ]
 
 
@@ -56,38 +90,72 @@ def test_every_failpoint_in_the_code_is_registered_and_tested() -> None:
             used |= set(re.findall(r'failpoint\(\s*"([^"]+)"', path.read_text()))
     assert used == set(FAILPOINTS), "register every failpoint in provider/utils/faults.py, and only those"
     assert set(SCENARIOS) == set(FAILPOINTS), "every registered failpoint needs a crash scenario here"
+    assert {p for _, p in VERBS} <= set(FAILPOINTS)
 
 
 def _run(
     env: StoreEnv, argv: list[str], disk: Path, point: str | None = None
 ) -> subprocess.CompletedProcess[bytes]:
+    """Run the CLI (or ``ext:VERB VOL_NAME [KEY=VALUE…]``: an ExtStorage verb) on ``env``."""
+    if "{guest}" in argv:
+        path, _info = build.cached(build.ImageSpec(size=32 * MiB))
+        argv = [a.replace("{guest}", str(path)) for a in argv]
     argv = [a.replace("{disk}", str(disk)) for a in argv]
     extra = {"ATOLL_FAILPOINT": point} if point else {}
     if argv[0].startswith("ext:"):
         cmd = [sys.executable, "-m", "provider.ganeti.extstorage", argv[0][4:]]
         extra["VOL_NAME"] = argv[1]
+        extra.update(kv.split("=", 1) for kv in argv[2:])
     else:
         cmd = [sys.executable, "-m", "provider", *argv]
     full = {**os.environ, "ATOLL_CONFIG": str(env.config_path), **extra}
     return subprocess.run(cmd, env=full, capture_output=True, check=False)
 
 
-def _baseline(env: StoreEnv, disk: Path) -> None:
-    env.cli("object", "upload", "images/base.raw", str(disk))
-    env.cli("image", "register", "images/base.raw", "--name", "base")
-    env.cli("volume", "create", "v1", "--from", "base", "--no-customize")
-    env.cli("volume", "snapshot", "v1", "s1")
+def _baseline(store: Store, disk: Path) -> None:
+    """What finished before the crash (in-process: the same services the CLI calls)."""
+    with open(disk, "rb") as f:
+        store.objects.upload("images/base.raw", f)
+    store.images.register("images/base.raw", "base")
+    store.volumes.create("v1", source="base")
+    store.volumes.snapshot("v1", "s1")
+
+
+def _digests(store: Store) -> dict[str, str | None]:
+    return {r.id: r.sha256 for r in store.images.list(include_snapshots=True)}
 
 
 @pytest.mark.parametrize(("backend", "point"), CASES)
 def test_kill_at_each_registered_point(
     backend: str, point: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    _kill_and_check(backend, point, SCENARIOS[point], request, tmp_path)
+
+
+@pytest.mark.parametrize(("verb", "point"), sorted(VERBS), ids=[f"{v}-{p}" for v, p in sorted(VERBS)])
+def test_kill_each_extstorage_verb_at_its_steps(
+    verb: str, point: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    _kill_and_check("qcow2", point, VERBS[verb, point], request, tmp_path)
+
+
+def _kill_and_check(
+    backend: str,
+    point: str,
+    scenario: tuple[list[list[str]], list[str]],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
     need_root()
     need_tools("losetup", "qemu-img", "qemu-storage-daemon")
-    env = make_store_env(backend, _store_path(backend, tmp_path, request), "", store={"max_chain_depth": "2"})
+    keys = {"max_chain_depth": "2"}
+    if backend == "rbd":
+        keys |= rbd_store_keys(request.getfixturevalue("ceph_conf"))
+        env = make_store_env(backend, tmp_path / "store", "", store=keys)
+    else:
+        env = make_store_env(backend, _store_path(backend, tmp_path, request), "", store=keys)
     try:
-        _crash_and_recover(env, point, write_disk(tmp_path / "disk.raw", 8 * MiB, every=256 * 1024))
+        _crash_and_recover(env, point, scenario, write_disk(tmp_path / "disk.raw", 8 * MiB, every=256 * 1024))
     finally:
         left = leftovers(env)
         if left:
@@ -95,25 +163,32 @@ def test_kill_at_each_registered_point(
         assert not left, f"left behind: {left}"
 
 
-def _crash_and_recover(env: StoreEnv, point: str, disk: Path) -> None:
-    _baseline(env, disk)
-    before = {r["id"]: r["sha256"] for r in env.json("image", "list", "--all")}
-    setup, command = SCENARIOS[point]
+def _crash_and_recover(
+    env: StoreEnv, point: str, scenario: tuple[list[list[str]], list[str]], disk: Path
+) -> None:
+    """Kill the CLI at ``point``; ``atoll fsck --repair`` (the operator's command) recovers, checked
+    in-process through the services (no interpreter start per check)."""
+    _baseline(env.open(), disk)
+    before = _digests(env.open())
+    setup, command = scenario
     for argv in setup:
-        env.cli(*argv)
+        done = _run(env, argv, disk)
+        assert done.returncode == 0, done.stderr.decode()
     killed = _run(env, command, disk, point)
     assert killed.returncode == -signal.SIGKILL, f"{point} was never reached: {killed.stderr.decode()}"
 
     env.cli("fsck", "--repair", check=False)
-    report = json.loads(env.cli("-o", "json", "fsck", "--scrub", "--restart").stdout)
-    assert report["findings"] == [] and report["scrub"]["clean"], report
-    after = {r["id"]: r["sha256"] for r in env.json("image", "list", "--all")}
+    store = env.open()
+    report, scrub = store.fsck.run(), store.scrub.run(restart=True)
+    assert report.findings == [] and scrub.clean, (report, scrub)
+    after = _digests(store)
     assert {k: after.get(k) for k in before} == before, "what finished before is intact"
-    assert {v["name"] for v in env.json("volume", "list")} >= {"v1"}
+    assert {v.name for v in store.volumes.list()} >= {"v1"}
 
     again = _run(env, command, disk)  # complete or gone: running it again works or finds it done
     done = b"already exists" in again.stderr or (command[-2] == "delete" and b"not found" in again.stderr)
     assert again.returncode == 0 or done, again.stderr.decode()
-    for res in env.json("volume", "list") + env.json("image", "list", "--all"):
-        env.cli("volume", "detach", res["id"])
-    assert json.loads(env.cli("-o", "json", "fsck").stdout)["findings"] == []
+    store = env.open()
+    for res in store.volumes.list() + store.images.list(include_snapshots=True):
+        store.datapath.detach(res.id)
+    assert store.fsck.run().findings == []

@@ -5,7 +5,6 @@ clean. The seed is printed (and taken from ``$ATOLL_SOAK_SEED``) so a failure ca
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -73,11 +72,13 @@ def test_random_crash_soak(backend: str, request: pytest.FixtureRequest, tmp_pat
     try:
         for n in range(ops):
             history.append(_killed_run(env, _commands(rng, disk, n), rng))
-            env.cli("fsck", "--repair", check=False)
-            report = json.loads(env.cli("-o", "json", "fsck", "--scrub", "--restart").stdout)
-            assert report["findings"] == [] and report["scrub"]["clean"], (seed, history, report)
-        for res in env.json("volume", "list") + env.json("image", "list", "--all"):
-            env.cli("volume", "detach", res["id"])
+            env.cli("fsck", "--repair", check=False)  # the operator's command; checked in-process
+            store = env.open()
+            report, scrub = store.fsck.run(), store.scrub.run(restart=True)
+            assert report.findings == [] and scrub.clean, (seed, history, report, scrub)
+        store = env.open()
+        for res in store.volumes.list() + store.images.list(include_snapshots=True):
+            store.datapath.detach(res.id)
     finally:
         left = leftovers(env)
         if left:
