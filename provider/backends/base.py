@@ -130,6 +130,12 @@ class Backend(abc.ABC):
     def remove(self, locator: str) -> None:
         """Physically remove the backend object; removing a missing one is not an error."""
 
+    def give_back_space(self, locator: str) -> None:
+        """Free what the read-write object at ``locator`` holds, before it is removed, where the store
+        shares its filesystem with the catalog (a failed write that filled the store would otherwise
+        leave no room to record the removal). Its content is lost; nothing else may use it."""
+        del locator  # here (rbd): the objects live in the cluster, not beside the catalog
+
     @abc.abstractmethod
     def exists(self, locator: str) -> bool: ...
 

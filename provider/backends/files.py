@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import io
@@ -83,6 +84,10 @@ class FileBackend(Backend):
 
     def remove(self, locator: str) -> None:
         self.path(locator).unlink(missing_ok=True)
+
+    def give_back_space(self, locator: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(self.path(locator), 0)
 
     def allocated_bytes(self, locator: str) -> int:
         return self.path(locator).stat().st_blocks * 512

@@ -42,6 +42,16 @@ class Qcow2Backend(FileBackend):
         chain = json.loads(out)
         return {"chain": chain if isinstance(chain, list) else [chain]}
 
+    def backing_of(self, locator: str) -> str | None:
+        """The locator ``locator``'s image reads through (its backing file), None if it has none or is
+        not a readable qcow2 (e.g. an overlay whose creation was killed half-way)."""
+        try:
+            top = self.info(locator)["chain"][0]
+        except (process.ProcessError, ValueError, IndexError):
+            return None
+        backing = top.get("backing-filename")
+        return os.path.basename(backing) if backing else None
+
     def chain_depth(self, locator: str) -> int:
         return len(self.info(locator)["chain"])
 

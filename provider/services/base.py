@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -10,12 +12,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, Table, delete, func, select, update
 
 from provider.catalog import schema as t
-from provider.errors import Ambiguous, InUse, NotFound, PermissionDenied
+from provider.errors import Ambiguous, Conflict, InUse, NotFound, PermissionDenied, StorageFull
 from provider.model import Resource, build
 from provider.services.catalog_listing import list_resources
 from provider.utils.faults import failpoint
@@ -133,6 +136,17 @@ class Service:
         with self.catalog.read() as conn:
             return self.resolve(conn, ref, what)
 
+    @contextmanager
+    def write_one(self, ref: str, what: str, *keys: str) -> Iterator[Connection]:
+        """A write transaction that locks the one resource ``ref`` names (and ``keys``, e.g. a name it
+        takes) instead of the whole catalog (PostgreSQL). ``ref`` is resolved again inside: if a rename
+        or delete won the race, the caller gets a clear conflict, never the wrong resource."""
+        rid = ref if UUID_RE.match(ref) else self.get(ref, what).id
+        with self.catalog.write(res_key(rid), *keys) as conn:
+            if not UUID_RE.match(ref) and self.resolve(conn, ref, what).id != rid:
+                raise Conflict(reason=f"{what} {ref!r} changed while it was being updated: try again")
+            yield conn
+
     def list_view(
         self, view: Table, *order: ColumnElement[Any], where: ColumnElement[bool] | None = None
     ) -> list[Resource]:
@@ -172,7 +186,10 @@ class Service:
         op: str,
         remove_on_abort: list[str],
     ) -> None:
-        """Record an operation before touching the backend, so a crash can always be undone."""
+        """Record an operation before touching the backend, so a crash can always be undone. The
+        resource's lock file is made now, while there is room: undoing the operation on a store that
+        fills up meanwhile needs the lock, not a new file."""
+        self.lock_file(rid)
         stamp = now()
         conn.execute(
             t.resources.insert().values(
@@ -239,9 +256,23 @@ class Service:
                 continue
             if not op_owner_alive(res):
                 self.catalog.lock_keys(conn, res_key(rid))
+                if self._left_for_fsck(conn, rid):
+                    continue
                 LOG.warning("cleaning up %s of %s left by dead process %s", res.op, rid, res.op_pid)
                 files += self._drop_pending(conn, rid)
         return files
+
+    def _left_for_fsck(self, conn: Connection, rid: str) -> bool:
+        """A dead snapshot that must be completed, not undone (see snapshot_recovery): fsck does it."""
+        from provider.services.snapshot_recovery import frozen_top_taken
+
+        row = conn.execute(select(t.resources).where(t.resources.c.id == rid)).one()
+        if frozen_top_taken(self.store, conn, row) is None:
+            return False
+        LOG.warning(
+            "snapshot %s was killed after its volume moved to a new top: run 'atoll fsck --repair'", rid
+        )
+        return True
 
     def dependents(self, conn: Connection, rid: str) -> int:
         return conn.execute(
@@ -309,13 +340,24 @@ class Service:
         self._remove_files(files)
 
     # ---- locks -----------------------------------------------------------------------------------
+    def lock_file(self, rid: str) -> Path:
+        """The file ``lock`` flocks for ``rid``, made if missing (a full store: StorageFull)."""
+        path = self.store.config.store.path / "locks" / f"{rid}.lock"
+        if not path.exists():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            except OSError as e:
+                if e.errno == errno.ENOSPC:
+                    raise StorageFull(path=str(self.store.config.store.path)) from e
+                raise
+        return path
+
     @contextmanager
     def lock(self, rid: str, what: str = "volume", wait: float = 120.0) -> Iterator[None]:
         """Serialize operations on one resource across processes, and across hosts when the catalog is
         shared (PostgreSQL); released if the holder dies."""
-        lock_dir = self.store.config.store.path / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_dir / f"{rid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.lock_file(rid), os.O_RDWR)
         try:
             deadline = time.monotonic() + wait
             while True:
@@ -326,14 +368,21 @@ class Service:
                     if time.monotonic() > deadline:
                         raise _busy(what, rid, fd) from None
                     time.sleep(0.05)
-            os.ftruncate(fd, 0)  # say who holds it, for the error the next one waiting will print
-            os.pwrite(fd, f"pid {os.getpid()} on {HOST}".encode(), 0)
+            _say_holder(fd)
             with self.catalog.held(f"resource:{rid}", deadline) as taken:
                 if not taken:
                     raise InUse(what=what, ref=rid, reason="an operation on another host holds its lock")
                 yield
         finally:
             os.close(fd)
+
+
+def _say_holder(fd: int) -> None:
+    """Write who holds the lock, for the error the next one waiting prints; on a full store it stays
+    unsaid (the lock itself needs no space)."""
+    os.ftruncate(fd, 0)
+    with contextlib.suppress(OSError):
+        os.pwrite(fd, f"pid {os.getpid()} on {HOST}".encode(), 0)
 
 
 def _busy(what: str, rid: str, fd: int) -> InUse:

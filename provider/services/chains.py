@@ -18,7 +18,7 @@ from atoll_common.rollback import rollback
 from provider.backends import Backend, Capability
 from provider.catalog import schema as t
 from provider.model import Resource
-from provider.services.base import Service
+from provider.services.base import Service, res_key
 from provider.services.datapath import DataPath
 from provider.utils.faults import failpoint
 from provider.utils.host import new_id, now
@@ -100,7 +100,7 @@ class Chains(Service):
         # top (still written) is the new top's backing file, so nothing written is lost.
         frozen_id, old_top, new_top = new_id(), vol.locator, backend.new_locator(new_id(), "rw")
         backend.create_overlay(new_top, old_top, vol.size)
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(vol.id), res_key(frozen_id)) as conn:
             self._freeze_private(conn, vol, frozen_id, new_top)
         with rollback() as undo:
             undo.push(backend.remove, new_top)
@@ -129,7 +129,7 @@ class Chains(Service):
         )
 
     def _unfreeze(self, vol: Resource, frozen_id: str, old_top: str) -> None:
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(vol.id), res_key(frozen_id)) as conn:
             self._unfreeze_private(conn, vol, frozen_id, old_top)
 
     def _unfreeze_private(self, conn: Connection, vol: Resource, frozen_id: str, old_top: str) -> None:

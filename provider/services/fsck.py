@@ -14,6 +14,7 @@ from provider.catalog import schema as t
 from provider.errors import AtollError
 from provider.services.base import Service, op_owner_alive
 from provider.services.customize import CUSTOMIZE_OP
+from provider.services.snapshot_recovery import frozen_top_taken
 from provider.utils import procs
 from provider.utils.host import HOST
 
@@ -66,13 +67,7 @@ class FsckService(Service):
                             )
                         )
                         continue
-                    finding = Finding(
-                        "interrupted", row.id, f"{row.op} interrupted (pid {row.op_pid} is gone)"
-                    )
-                    if repair:
-                        files += self._drop_pending(conn, row.id)
-                        finding.repaired = True
-                    report.findings.append(finding)
+                    report.findings.append(self._interrupted(conn, row, repair, files))
                     continue
                 if row.op == CUSTOMIZE_OP and row.state == "available":
                     if self._customizing(conn, row, report):
@@ -117,6 +112,23 @@ class FsckService(Service):
             pid = probe.name.removeprefix(PROBE_PREFIX).split("-", 1)[0]
             if not pid.isdigit() or procs.start_time(int(pid)) is None:
                 shutil.rmtree(probe, ignore_errors=True)
+
+    def _interrupted(
+        self, conn: Connection, row: Row[Any], repair: bool, files: list[tuple[str, str]]
+    ) -> Finding:
+        """A pending operation whose process died: undone, or completed when its volume already uses
+        what it made (a qcow2 snapshot past its backend step)."""
+        finding = Finding("interrupted", row.id, f"{row.op} interrupted (pid {row.op_pid} is gone)")
+        taken = frozen_top_taken(self.store, conn, row)
+        if taken is not None:
+            finding.detail += ": the volume already writes to its new top, the snapshot is completed"
+        if repair and taken is not None:
+            self.store.volumes.finish_snapshot(conn, row.id, taken)
+            finding.repaired = True
+        elif repair:
+            files += self._drop_pending(conn, row.id)
+            finding.repaired = True
+        return finding
 
     def _customizing(self, conn: Connection, row: Row[Any], report: FsckReport) -> bool:
         """A new volume whose first customization runs: in progress, or interrupted (True)."""

@@ -23,7 +23,7 @@ from customization.properties import validate
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
 from provider.services import protections
-from provider.services.base import Service, op_owner_alive
+from provider.services.base import Service, name_key, op_owner_alive, res_key
 from provider.services.hashing import HashingReader
 from provider.services.image_list import ImageQuery, query_images
 from provider.services.image_records import QUEUED_OP, ImageRecord, lineage, load_record
@@ -92,7 +92,8 @@ class GlanceService(Service):
         glance["community"] = visibility == "community"
         backend = self.store.backend()
         stamp = now()
-        with self.catalog.write() as conn:
+        keys = [res_key(rid), *([name_key("image", name)] if name is not None else [])]
+        with self.catalog.write(*keys) as conn:
             if conn.execute(select(t.resources.c.id).where(t.resources.c.id == rid)).first():
                 raise AlreadyExists(what="image", name=rid)
             if name is not None:
@@ -160,7 +161,7 @@ class GlanceService(Service):
     # ---- upload ----------------------------------------------------------------------------------
     def upload(self, image_id: str, stream: IO[bytes], declared: int | None, limit: int) -> ImageRecord:
         """Stream the image data into the backend; the image becomes active."""
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(image_id)) as conn:
             rec = self._owned(conn, image_id)
             if not rec.queued or rec.status != "queued":
                 raise Conflict(reason=f"image {image_id} is {rec.status}: data can be uploaded only once")
@@ -193,7 +194,7 @@ class GlanceService(Service):
                     got=result.size,
                     want=declared,
                 )
-            with self.catalog.write() as conn:
+            with self.catalog.write(res_key(image_id)) as conn:
                 self.mark_available(conn, image_id, size=result.size, sha256=result.sha256)
                 glance = {**rec.glance, **digests, "virtual_size": result.size}
                 conn.execute(
@@ -213,7 +214,7 @@ class GlanceService(Service):
 
     def _back_to_queued(self, image_id: str, backend: str, locator: str) -> None:
         """Forget a failed upload: no data, status queued (the resource goes back to pending)."""
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(image_id)) as conn:
             conn.execute(
                 update(t.resources)
                 .where(t.resources.c.id == image_id)
@@ -263,7 +264,8 @@ class GlanceService(Service):
         tags: list[str] | None,
     ) -> ImageRecord:
         """Apply a parsed JSON patch: core attributes, properties set and removed, the tag list."""
-        with self.catalog.write() as conn:
+        keys = [res_key(image_id), *([name_key("image", changes["name"])] if changes.get("name") else [])]
+        with self.catalog.write(*keys) as conn:
             rec = self._owned(conn, image_id)
             new_props = {k: v for k, v in rec.properties.items() if k not in removed}
             for key in removed:
@@ -324,13 +326,13 @@ class GlanceService(Service):
                 glance[key] = changes[key]
 
     def add_tag(self, image_id: str, tag: str) -> None:
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(image_id)) as conn:
             rec = self._owned(conn, image_id)
             if tag not in rec.tags:
                 self._set_tags(conn, image_id, [tag])
 
     def remove_tag(self, image_id: str, tag: str) -> None:
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(image_id)) as conn:
             rec = self._owned(conn, image_id)
             if tag not in rec.tags:
                 raise NotFound(what="tag", ref=tag)
@@ -340,7 +342,7 @@ class GlanceService(Service):
 
     def set_active(self, image_id: str, active: bool) -> None:
         """deactivate / reactivate: a deactivated image's data cannot be downloaded (except by admins)."""
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(image_id)) as conn:
             rec = self._owned(conn, image_id)
             if rec.status not in ("active", "deactivated"):
                 raise Conflict(

@@ -131,8 +131,13 @@ class IdentityService(Service):
         return Project(id=name, name=name)
 
     def ensure_project(self, conn: Connection, name: str) -> None:
-        """The project ``name`` exists (the local CLI's OS user becomes one on first use)."""
-        if conn.execute(select(t.projects.c.id).where(t.projects.c.id == name)).first() is None:
+        """The project ``name`` exists (the local CLI's OS user becomes one on first use). Callers hold
+        per-resource locks only, so the first use takes the project's own lock (always last: no cycle)."""
+        exists = select(t.projects.c.id).where(t.projects.c.id == name)
+        if conn.execute(exists).first() is not None:
+            return
+        self.catalog.lock_keys(conn, f"project:{name}")
+        if conn.execute(exists).first() is None:
             conn.execute(
                 t.projects.insert().values(
                     id=name,

@@ -71,7 +71,7 @@ class MembersService(Service):
         return found[0]
 
     def add(self, image_id: str, member: str) -> Member:
-        with self.catalog.write() as conn:
+        with self.write_one(image_id, "image") as conn:
             rec = self._image(conn, image_id)
             if not self._is_owner(rec):
                 raise PermissionDenied(reason="only the image's owner may add members")
@@ -94,7 +94,7 @@ class MembersService(Service):
     def set_status(self, image_id: str, member: str, status: str) -> Member:
         if status not in STATUSES:
             raise InvalidInput("status %(s)r is not one of %(all)s", s=status, all=", ".join(STATUSES))
-        with self.catalog.write() as conn:
+        with self.write_one(image_id, "image") as conn:
             self._image(conn, image_id)
             if member != self.caller.name:
                 raise PermissionDenied(reason="only the member itself may accept or reject an image")
@@ -108,7 +108,7 @@ class MembersService(Service):
             return self._rows(conn, image_id, member)[0]
 
     def remove(self, image_id: str, member: str) -> None:
-        with self.catalog.write() as conn:
+        with self.write_one(image_id, "image") as conn:
             rec = self._image(conn, image_id)
             if not self._is_owner(rec):
                 raise PermissionDenied(reason="only the image's owner may remove members")

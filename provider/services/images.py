@@ -15,7 +15,7 @@ from provider.errors import AlreadyExists, Conflict, InvalidInput, PermissionDen
 from provider.imaging.inspect import STORED_AS_IS, detect, inspect
 from provider.model import Resource
 from provider.services import protections
-from provider.services.base import Service
+from provider.services.base import Service, name_key
 from provider.utils.host import now
 from provider.utils.names import check_key, check_name, check_value
 from provider.utils.props import EXCLUDE_ALL_TASKS
@@ -61,7 +61,7 @@ class ImageService(Service):
         if container_format not in CONTAINER_FORMATS:
             raise InvalidInput("container format %(f)r is not supported (use bare)", f=container_format)
         props = self._validate_properties(properties or {})
-        with self.catalog.write() as conn:
+        with self.write_one(ref, "object", name_key("image", name)) as conn:
             res = self.resolve(conn, ref, "object")
             self.check_owner(res)
             if res.mode != "ro":
@@ -128,7 +128,7 @@ class ImageService(Service):
 
     def unregister(self, ref: str) -> Resource:
         """Drop the image metadata: the resource is a plain object again, its data untouched."""
-        with self.catalog.write() as conn:
+        with self.write_one(ref, "image") as conn:
             res = self._image(conn, ref)
             self.check_owner(res)
             props = res.image.properties if res.image else {}
@@ -155,7 +155,7 @@ class ImageService(Service):
     ) -> Resource:
         """Change properties, name or visibility; setting/unsetting EXCLUDE_ALL_TASKS converts
         image ↔ snapshot."""
-        with self.catalog.write() as conn:
+        with self.write_one(ref, "image", *([name_key("image", name)] if name else [])) as conn:
             res = self._image(conn, ref)
             self.check_owner(res)
             assert res.image is not None
@@ -189,7 +189,7 @@ class ImageService(Service):
 
     def add_member(self, ref: str, member: str) -> Resource:
         check_name(member, "user")
-        with self.catalog.write() as conn:
+        with self.write_one(ref, "image") as conn:
             res = self._image(conn, ref)
             self.check_owner(res)
             if member not in (res.image.members if res.image else ()):
@@ -203,7 +203,7 @@ class ImageService(Service):
             return self.load(conn, res.id)
 
     def remove_member(self, ref: str, member: str) -> Resource:
-        with self.catalog.write() as conn:
+        with self.write_one(ref, "image") as conn:
             res = self._image(conn, ref)
             self.check_owner(res)
             conn.execute(

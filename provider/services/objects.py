@@ -211,7 +211,7 @@ class ObjectService(Service):
             return res
 
     def set_meta(self, ref: str, set_meta: dict[str, str], unset: builtins.list[str]) -> Resource:
-        with self.catalog.write() as conn:
+        with self.write_one(ref, "object") as conn:
             res = self.resolve(conn, ref, "object")
             self.check_owner(res)
             if res.object is None:

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, func, select, update
 
 from provider.catalog import schema as t
 from provider.errors import AtollError
-from provider.services.base import Service
+from provider.services.base import Service, res_key
 from provider.utils.faults import failpoint
 from provider.utils.host import now
 
@@ -116,11 +116,11 @@ class ScrubService(Service):
         for row in rows:
             self._scrub_one(row, report, advance)
             report.after = row.id
-            with self.catalog.write() as conn:
+            with self.catalog.write("scrub") as conn:
                 self.catalog.set_meta(conn, CHECKPOINT, json.dumps(report.to_dict()))
             failpoint("scrub.after-resource")
         report.finished_at = now()
-        with self.catalog.write() as conn:
+        with self.catalog.write("scrub") as conn:
             self.catalog.set_meta(conn, LAST, json.dumps(report.to_dict()))
             conn.execute(t.meta.delete().where(t.meta.c.key == CHECKPOINT))
         return report
@@ -134,7 +134,7 @@ class ScrubService(Service):
         report.checked += 1
         report.bytes += row.size
         if row.sha256 is None:
-            with self.catalog.write() as conn:
+            with self.catalog.write(res_key(row.id)) as conn:
                 self._record(conn, row.id, actual)
             report.recorded += 1
         elif row.sha256 != actual:
@@ -165,7 +165,7 @@ class ScrubService(Service):
         if row.sha256:
             return str(row.sha256)
         digest = self.hash(row.backend, row.locator, row.disk_format)
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(rid)) as conn:
             self._record(conn, rid, digest)
         return digest
 

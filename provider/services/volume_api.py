@@ -13,7 +13,7 @@ from sqlalchemy import Connection, delete, select, update
 from provider.catalog import schema as t
 from provider.errors import AtollError, Conflict, InvalidInput, NotFound
 from provider.model import Resource
-from provider.services.base import Service
+from provider.services.base import Service, res_key
 from provider.services.quotas import GIB, gib
 from provider.services.volume_api_attachments import attachments_of
 from provider.services.volume_api_model import (
@@ -249,7 +249,7 @@ class VolumeApiService(Service):
         else:
             return vol
         fid = new_id()
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(fid)) as conn:
             conn.execute(
                 t.volume_failures.insert().values(
                     id=fid, owner=self.project(), name=name, size=size, reason=reason, created_at=now()
@@ -268,7 +268,7 @@ class VolumeApiService(Service):
         if values.get("name") is not None:
             row["name"] = values["name"]
         if row:
-            with self.catalog.write() as conn:
+            with self.catalog.write(res_key(vid)) as conn:
                 conn.execute(update(t.volume_views).where(t.volume_views.c.resource_id == vid).values(**row))
 
     # ---- change ----------------------------------------------------------------------------------
@@ -311,7 +311,7 @@ class VolumeApiService(Service):
 
     def delete(self, vid: str) -> None:
         """Delete a volume (refused while attached; its snapshots stay), or a failed creation's record."""
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(vid)) as conn:
             if UUID_RE.match(vid or "") and self._failed(conn, vid) is not None:
                 conn.execute(delete(t.volume_failures).where(t.volume_failures.c.id == vid))
                 return

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, delete, select, update
 from provider.catalog import schema as t
 from provider.errors import Conflict, InUse, InvalidInput, NotFound
 from provider.model import Resource
-from provider.services.base import Service
+from provider.services.base import Service, res_key
 from provider.utils.host import HOST, new_id, now
 from provider.utils.names import UUID_RE
 
@@ -70,6 +70,12 @@ def _rbd_image(locator: str) -> tuple[str, str]:
 
 
 class VolumeAttachmentService(Service):
+    def _key(self, attachment_id: str) -> str:
+        """The lock key of the volume an attachment belongs to (its writers lock the volume)."""
+        with self.catalog.read() as conn:
+            row, _vol = self._row(conn, attachment_id)
+        return res_key(row.resource_id)
+
     def _row(self, conn: Connection, attachment_id: str) -> tuple[Any, Resource]:
         row = None
         if UUID_RE.match(attachment_id or ""):
@@ -128,7 +134,7 @@ class VolumeAttachmentService(Service):
         connection info."""
         if mode not in MODES:
             raise InvalidInput("attach mode %(mode)r is not rw or ro", mode=mode)
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(volume_id)) as conn:
             vol = self.store.volume_api.owned(conn, volume_id)
             if attachments_of(conn, vol.id):
                 raise InUse(what="volume", ref=vol.id, reason="it is attached already (no multiattach)")
@@ -157,7 +163,7 @@ class VolumeAttachmentService(Service):
     ) -> None:
         userspace = self._check_connector(connector)
         self.store.volumes.attach(vol.id, userspace=userspace, readonly=mode == "ro")
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(vol.id)) as conn:
             conn.execute(
                 update(t.attachments)
                 .where(t.attachments.c.resource_id == vol.id, t.attachments.c.host == HOST)
@@ -173,7 +179,7 @@ class VolumeAttachmentService(Service):
     def update(self, attachment_id: str, connector: dict[str, Any] | None) -> tuple[AttachmentInfo, dict]:
         """Cinder's attachment update: the connector of a reservation arrives, the volume is attached."""
         self._check_connector(connector)
-        with self.catalog.write() as conn:
+        with self.catalog.write(self._key(attachment_id)) as conn:
             row, vol = self._row(conn, attachment_id)
             if row.attach_status == "reserved":
                 conn.execute(delete(t.attachments).where(t.attachments.c.attachment_id == attachment_id))
@@ -187,13 +193,13 @@ class VolumeAttachmentService(Service):
         return self.show(attachment_id)
 
     def _reserve_again(self, row: Any) -> None:
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(row.resource_id)) as conn:
             if not attachments_of(conn, row.resource_id):
                 conn.execute(t.attachments.insert().values(**row._mapping))
 
     def complete(self, attachment_id: str) -> AttachmentInfo:
         """The hypervisor uses the volume now: ``attached`` (the volume shows ``in-use``)."""
-        with self.catalog.write() as conn:
+        with self.catalog.write(self._key(attachment_id)) as conn:
             row, _ = self._row(conn, attachment_id)
             if row.attach_status == "reserved":
                 raise Conflict(reason=f"attachment {attachment_id} has no connector yet: update it first")
@@ -206,7 +212,7 @@ class VolumeAttachmentService(Service):
 
     def delete(self, attachment_id: str) -> None:
         """Drop a reservation, or detach the volume from this host (what attach made is undone)."""
-        with self.catalog.write() as conn:
+        with self.catalog.write(self._key(attachment_id)) as conn:
             row, vol = self._row(conn, attachment_id)
             if row.attach_status == "reserved":
                 conn.execute(delete(t.attachments).where(t.attachments.c.attachment_id == attachment_id))

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, select, update
 from provider.catalog import schema as t
 from provider.errors import Conflict, InvalidInput, NotFound
 from provider.model import Resource
-from provider.services.base import Service
+from provider.services.base import Service, res_key
 from provider.services.quotas import gib
 from provider.services.volume_api_attachments import attachments_of
 from provider.services.volume_api_model import check_metadata
@@ -124,7 +124,7 @@ class VolumeSnapshotService(Service):
         return self.show(snap.id)
 
     def _set_object_meta(self, sid: str, meta: dict[str, str]) -> None:
-        with self.catalog.write() as conn:
+        with self.catalog.write(res_key(sid)) as conn:
             conn.execute(
                 update(t.object_views)
                 .where(t.object_views.c.resource_id == sid)

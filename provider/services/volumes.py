@@ -14,7 +14,7 @@ from customization.params import InstanceParams
 from customization.report import Report
 from provider.backends.base import Capability, SnapshotLayout, SnapshotResult
 from provider.catalog import schema as t
-from provider.errors import AlreadyExists, AtollError, Conflict, InvalidInput, NotFound
+from provider.errors import AlreadyExists, AtollError, Conflict, InvalidInput, NotFound, StorageFull
 from provider.model import Resource
 from provider.services.base import Service, name_key, res_key
 from provider.services.chains import Chains
@@ -162,10 +162,20 @@ class VolumeService(Service):
         if src is None or not (always or src.kind == "image"):
             return vol, None
         with rollback() as undo:
-            undo.push(self.delete, vol.id)
+            undo.push(self._remove_failed, vol.id)
             with self.store.customize.first_run(vol.id):
                 report = self.store.customize.run(vol.id, params, on_progress=on_progress)
         return self.get(vol.id), report
+
+    def _remove_failed(self, rid: str) -> None:
+        """Remove a volume whose first customization failed; if that failure filled the store, give
+        back the space its half-written data holds first (the catalog needs some to record the delete)."""
+        try:
+            self.delete(rid)
+        except StorageFull:
+            vol = self.get(rid, "volume")
+            self.store.backend(vol.backend).give_back_space(vol.locator)
+            self.delete(rid)
 
     def snapshot(self, ref: str, name: str) -> Resource:
         """Freeze the volume's content as a read-only Snapshot (an image with EXCLUDE_ALL_TASKS)."""
@@ -259,6 +269,20 @@ class VolumeService(Service):
             )
         )
 
+    def finish_snapshot(self, conn: Connection, sid: str, result: SnapshotResult) -> None:
+        """Complete the pending snapshot ``sid`` whose backend step is done (fsck, see
+        snapshot_recovery): link it as the killed process would have."""
+        snap = self.load(conn, sid, states=("pending",))
+        assert snap.parent is not None
+        self.catalog.lock_keys(conn, res_key(snap.parent))  # the volume is further up the graph
+        vol = self.load(conn, snap.parent)
+        backend = self.store.backend(vol.backend)
+        self._link_snapshot(conn, vol, sid, result, backend.volume_format)
+        self.mark_available(conn, sid, locator=result.snapshot_locator, disk_format=result.snapshot_format)
+        LOG.warning(
+            "snapshot %s of volume %s completed: the volume already writes to its new top", sid, vol.name
+        )
+
     def _link_snapshot(
         self, conn: Connection, vol: Resource, sid: str, result: SnapshotResult, volume_format: str
     ) -> None:
@@ -317,7 +341,7 @@ class VolumeService(Service):
             return self._volume(conn, ref)
 
     def set_ganeti(self, ref: str, values: dict[str, Any]) -> Resource:
-        with self.catalog.write() as conn:
+        with self.write_one(ref, "volume") as conn:
             vol = self._volume(conn, ref)
             merged = {**vol.volume.ganeti, **values} if vol.volume else values
             conn.execute(

@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from provider.errors import InUse
+from provider import config
+from provider.errors import CatalogError, InUse
+from provider.services.base import res_key
 from tests import daemons
 from tests.conftest import StoreEnv, make_store_env, rbd_store_keys, write_disk
 
@@ -70,3 +73,34 @@ def test_resource_locks_span_hosts_sharing_a_postgresql_catalog(
         pass
     with node_b.volumes.lock(vol.id, wait=0.3):
         pass
+
+
+def test_postgresql_writes_lock_one_resource_not_the_catalog(tmp_path: Path, postgres_url: str) -> None:
+    """While one transaction holds volume A's lock, writes on other resources (Ganeti metadata, image
+    properties and members, object metadata) go through at once; a write on A waits and times out, and
+    so does a catalog-wide write (a new project)."""
+    catalog = daemons.new_schema(postgres_url)
+    env = make_store_env("qcow2", tmp_path / "store", catalog)
+    raw = yaml.safe_load(env.config_path.read_text())
+    raw["catalog"]["busy_timeout"] = 0.5
+    env.config_path.write_text(yaml.safe_dump(raw))
+    env = StoreEnv(env.config_path, config.load(env.config_path), env.backend)
+    store, other = env.open(), env.open()
+    with open(write_disk(tmp_path / "base.raw", 1 << 20), "rb") as f:
+        store.objects.upload("images/base.raw", f)
+    image = store.images.register("images/base.raw", "base")
+    a, b = (store.volumes.create(n, size=1 << 20) for n in ("a", "b"))
+    with store.catalog.write(res_key(a.id)):
+        vol_b = other.volumes.set_ganeti("b", {"instance": "vm-b"})
+        assert vol_b.volume is not None and vol_b.volume.ganeti["instance"] == "vm-b"
+        changed = other.images.set("base", set_props={"OSFAMILY": "linux"})
+        assert changed.image is not None and changed.image.properties["OSFAMILY"] == "linux"
+        other.images.add_member(image.id, "tenant2")
+        other.objects.set_meta("images/base.raw", {"origin": "test"}, [])
+        with pytest.raises(CatalogError):
+            other.volumes.set_ganeti("a", {"instance": "vm-a"})
+        with pytest.raises(CatalogError):
+            other.identity.create_project("p2")
+    vol_a = other.volumes.set_ganeti(a.id, {"instance": "vm-a"})  # the lock is gone: it goes through
+    assert vol_a.volume is not None and vol_a.volume.ganeti["instance"] == "vm-a"
+    assert [v.name for v in other.volumes.list()] == ["a", "b"] and b.id != a.id

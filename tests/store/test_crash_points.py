@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from provider.services import Store
+from provider.services.local_disk import local_disk
 from provider.utils.faults import FAILPOINTS
 from tests.conftest import FILE_BACKENDS, StoreEnv, make_store_env, rbd_store_keys, write_disk
-from tests.datapath.conftest import _store_path, force_clean, leftovers
+from tests.datapath.conftest import _store_path, force_clean, leftovers, read_at
 from tests.helpers import need_root, need_tools
 from tests.images import build
 
@@ -192,3 +193,47 @@ def _crash_and_recover(
     for res in store.volumes.list() + store.images.list(include_snapshots=True):
         store.datapath.detach(res.id)
     assert store.fsck.run().findings == []
+
+
+def test_live_snapshot_killed_after_the_daemon_moved_on_keeps_later_writes(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """qcow2, attached: the CLI dies after qemu-storage-daemon moved the volume onto its new top. The
+    guest's later writes land in that top; fsck completes the snapshot instead of removing the top."""
+    need_root()
+    need_tools("losetup", "qemu-img", "qemu-storage-daemon")
+    env = make_store_env("qcow2", _store_path("qcow2", tmp_path, request), "")
+    disk = write_disk(tmp_path / "disk.raw", 8 * MiB, every=256 * 1024)
+    before, after = b"written before the snapshot" * 100, b"written after the crash" * 100
+    try:
+        store = env.open()
+        _baseline(store, disk)
+        device = store.datapath.attach("v1").device
+        assert device is not None
+        _write(device, 0, before)
+        killed = _run(env, ["volume", "snapshot", "v1", "s2"], disk, "snapshot.after-backend")
+        assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+        _write(device, MiB, after)  # the daemon writes this into the new top
+        repaired = env.cli("fsck", "--repair", check=False).stdout.decode()
+        assert "the snapshot is completed" in repaired, repaired
+        store = env.open()
+        assert store.fsck.run().findings == []
+        with local_disk(store, "s2", writable=False) as snap:
+            assert read_at(snap, 0, len(before)) == before
+            assert read_at(snap, MiB, len(after)) == read_at(str(disk), MiB, len(after))
+        store.datapath.detach("v1")
+        with local_disk(store, "v1", writable=False) as vol:
+            assert read_at(vol, 0, len(before)) == before and read_at(vol, MiB, len(after)) == after
+        assert store.fsck.run().findings == [] and store.scrub.run(restart=True).clean
+    finally:
+        left = leftovers(env)
+        if left:
+            force_clean(env)
+    assert not left, f"left behind: {left}"
+
+
+def _write(device: str, offset: int, data: bytes) -> None:
+    with open(device, "r+b", buffering=0) as f:
+        f.seek(offset)
+        f.write(data)
+        os.fsync(f.fileno())

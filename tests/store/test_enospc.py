@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import FILE_BACKENDS, StoreEnv, make_store_env, write_disk
 from tests.helpers import need_root, need_tools
+from tests.images import build
 
 MiB = 1 << 20
 
@@ -108,6 +109,33 @@ def test_full_store_fails_cleanly_and_recovers(small_env: StoreEnv, tmp_path: Pa
     env.cli("object", "upload", "images/big.raw", str(big))
     env.cli("volume", "create", "c2", "--from", "base", "--no-customize")
     env.cli("volume", "snapshot", "keep", "keep-wed")
+    _consistent(env)
+
+
+def test_customization_that_fills_the_store_leaves_no_volume(small_env: StoreEnv, tmp_path: Path) -> None:
+    """The clone fits, its customization does not (a 4 MiB file injected with 1 MiB left): one line, no
+    volume, the image intact; on reflink the half-written clone's space is given back so the catalog
+    can record the removal on the full filesystem itself."""
+    env = small_env
+    mnt = env.config.store.path.parent
+    guest, _info = build.cached(build.ImageSpec(size=32 * MiB))
+    env.cli("object", "upload", "images/guest.raw", str(guest))
+    props = ("--property", "OSFAMILY=linux", "--property", "ROOT_PARTITION=1", "--property", "USERS=root")
+    env.cli("image", "register", "images/guest.raw", "--name", "guest", *props)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(4 * MiB))
+    create = ("volume", "create", "c1", "--from", "guest", "--hostname", "c1", "--file", f"/root/big={big}")
+    _fill(mnt, "filler", 1 * MiB)
+    proc = env.cli(*create, check=False)
+    assert proc.returncode == 1, proc.stdout
+    # stderr: a progress line per task, then the error in one line
+    errors = [x for x in proc.stderr.decode().splitlines() if x.startswith("atoll")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr.decode(), proc.stderr.decode()
+    assert errors[0].startswith("atoll: error: customization of c1 failed: EnforcePersonality: "), errors
+    assert env.json("volume", "list") == []
+    _consistent(env)
+    (mnt / "filler").unlink()
+    assert env.json(*create)["customization"]["tasks"], "the same create works once there is room"
     _consistent(env)
 
 
