@@ -100,6 +100,7 @@ class FsckService(Service):
         self._remove_files(files)
         self._stale_attachments(report, repair)
         self._drop_half_customized(half_customized, report, repair)
+        self._dead_imports(report, repair)
         if repair:
             shutil.rmtree(self.store.config.store.path / "tmp", ignore_errors=True)
             self._dead_probes()
@@ -154,6 +155,13 @@ class FsckService(Service):
                 except AtollError as e:
                     finding.detail += f" (not repaired: {e})"
             report.findings.append(finding)
+
+    def _dead_imports(self, report: FsckReport, repair: bool) -> None:
+        """Import jobs whose process died: scratch files removed, a CLI job's unregistered data dropped
+        and the job killed (run the import again), a server job queued again (as its workers do)."""
+        for job in self.store.imports.recover() if repair else self.store.imports.dead():
+            detail = f"import {job.id} of {job.name}: the process importing it died"
+            report.findings.append(Finding("interrupted", job.id, detail, repair))
 
     def _stale_attachments(self, report: FsckReport, repair: bool) -> None:
         for stale in self.store.hosts.stale_attachments():

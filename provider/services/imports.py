@@ -165,20 +165,40 @@ class ImportService(Service):
         return [j for j in jobs if self._visible(j) and (include_done or j.state in ("queued", "importing"))]
 
     # ---- recovery ------------------------------------------------------------------------------------
+    def _unregistered_data(self, conn: Connection, rid: str) -> builtins.list[tuple[str, str]]:
+        """The data a dead CLI import stored but never registered goes, as with a failed registration
+        (a server job registers the image it was queued for, and is resumed instead)."""
+        row = conn.execute(select(t.resources.c.state).where(t.resources.c.id == rid)).first()
+        registered = conn.execute(
+            select(t.image_views.c.resource_id).where(t.image_views.c.resource_id == rid)
+        )
+        if row is None or row.state != "available" or registered.first() is not None:
+            return []
+        return self.hide(conn, rid)
+
     def recover(self) -> builtins.list[Job]:
         """Resume (queue again) server jobs whose worker died, fail CLI ones; return what changed."""
         changed: builtins.list[Job] = []
-        with self.write_then_remove() as (conn, _):  # also drops the dead process's pending resource
-            rows = conn.execute(select(t.import_jobs).where(t.import_jobs.c.state == "importing")).all()
-            for job in (Job.from_row(r) for r in rows):
-                if job.worker is None or worker_alive(job.worker):
-                    continue
-                changed.append(self._recover_one(conn, job))
+        with self.write_then_remove() as (conn, files):  # also drops the dead process's pending resource
+            for job in self._dead(conn):
+                changed.append(self._recover_one(conn, job, files))
         return changed
 
-    def _recover_one(self, conn: Connection, job: Job) -> Job:
+    def dead(self) -> builtins.list[Job]:
+        """Jobs still marked importing whose process died (fsck reports them; ``recover`` ends them)."""
+        with self.catalog.read() as conn:
+            return self._dead(conn)
+
+    def _dead(self, conn: Connection) -> builtins.list[Job]:
+        rows = conn.execute(select(t.import_jobs).where(t.import_jobs.c.state == "importing")).all()
+        jobs = (Job.from_row(r) for r in rows)
+        return [j for j in jobs if j.worker is not None and not worker_alive(j.worker)]
+
+    def _recover_one(self, conn: Connection, job: Job, files: builtins.list[tuple[str, str]]) -> Job:
         for path in job.scratch:
             Path(path).unlink(missing_ok=True)
+        if job.image_id and job.runner == "cli":
+            files += self._unregistered_data(conn, job.image_id)
         died = f"the process importing it (pid {job.worker and job.worker.get('pid')}) died"
         values: dict[str, Any] = {"worker": None, "scratch": None, "phase": None, "done": 0, "total": None}
         if job.runner == "server" and job.attempts < self.store.config.imports.max_attempts:

@@ -29,8 +29,9 @@ from provider.imaging.convert import Limits, check_info, convert
 from provider.imaging.fetch import fetch
 from provider.imaging.inspect import Inspection, inspect
 from provider.model import Resource
-from provider.services.base import Service
+from provider.services.base import Service, res_key
 from provider.services.imports_jobs import IMPORTS_CONTAINER, Job, this_worker
+from provider.utils.faults import failpoint
 from provider.utils.host import now
 
 LOG = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class ImportRunner(Service):
             if found.needs_conversion:
                 raw = self._scratch(job.id, "raw")
                 self._convert(job, source, found, raw)
+                failpoint("import.after-convert")
             return self._store(job, found, raw, fd)
 
     # ---- source --------------------------------------------------------------------------------------
@@ -198,11 +200,12 @@ class ImportRunner(Service):
                     result = backend.import_stream(locator, stream, lambda n: None)
             else:
                 result = backend.adopt(locator, raw)
-            with self.catalog.write() as conn:
+            with self.catalog.write(res_key(rid)) as conn:
                 self.mark_available(conn, rid, size=result.size, sha256=result.sha256)
         except BaseException:
             self.abort_pending(rid)
             raise
+        failpoint("import.after-store")
         return self._register(job, found, rid)
 
     def _register(self, job: Job, found: Inspection, rid: str) -> Resource:

@@ -28,6 +28,8 @@ FAILPOINTS: dict[str, str] = {
     "customize.after-task": "volume create from an image: a customization task has finished, others not yet "
     "(``customize.after-task:TASK`` names the task)",
     "customize.before-done": "volume create from an image: customized, not yet marked available",
+    "import.after-convert": "image import: converted to a raw scratch file, nothing stored yet",
+    "import.after-store": "image import: the data is stored as an object, not yet registered as an image",
     "scrub.after-resource": "fsck --scrub: one resource re-hashed and checkpointed",
     "ganeti.attach.before-print": "ExtStorage attach: the data path is up, the device not yet printed",
 }

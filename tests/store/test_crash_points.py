@@ -55,6 +55,8 @@ SCENARIOS: dict[str, tuple[list[list[str]], list[str]]] = {
     "detach.after-datapath": ([["volume", "attach", "v1"]], ["volume", "detach", "v1"]),
     "customize.after-task": (CUSTOMIZABLE, CUSTOMIZED_CLONE),
     "customize.before-done": (CUSTOMIZABLE, CUSTOMIZED_CLONE),
+    "import.after-convert": ([], ["image", "import", "imp1", "--from", "{qcow2}"]),
+    "import.after-store": ([], ["image", "import", "imp1", "--from", "{qcow2}"]),
     "scrub.after-resource": ([], ["fsck", "--scrub"]),
     "ganeti.attach.before-print": ([], ["ext:attach", "v1"]),
 }
@@ -101,6 +103,12 @@ def _run(
     if "{guest}" in argv:
         path, _info = build.cached(build.ImageSpec(size=32 * MiB))
         argv = [a.replace("{guest}", str(path)) for a in argv]
+    if "{qcow2}" in argv:  # the test disk as a qcow2 file, for the image import
+        qcow2 = disk.with_suffix(".qcow2")
+        if not qcow2.exists():
+            convert = ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(disk), str(qcow2)]
+            subprocess.run(convert, check=True)
+        argv = [a.replace("{qcow2}", str(qcow2)) for a in argv]
     argv = [a.replace("{disk}", str(disk)) for a in argv]
     extra = {"ATOLL_FAILPOINT": point} if point else {}
     if argv[0].startswith("ext:"):
@@ -185,6 +193,8 @@ def _crash_and_recover(
     after = _digests(store)
     assert {k: after.get(k) for k in before} == before, "what finished before is intact"
     assert {v.name for v in store.volumes.list()} >= {"v1"}
+    assert not list(env.config.store.path.rglob(".import-*")), "an import's scratch files are gone"
+    assert not store.imports.list(include_done=False), "no import is left running"
 
     again = _run(env, command, disk)  # complete or gone: running it again works or finds it done
     done = b"already exists" in again.stderr or (command[-2] == "delete" and b"not found" in again.stderr)
