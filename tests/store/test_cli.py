@@ -191,8 +191,13 @@ def test_crash_between_steps_is_repaired(
     assert '"interrupted"' in report.stdout.decode()
     assert env.cli("fsck", "--repair").returncode == 0
     assert env.cli("fsck").returncode == 0
-    assert sorted(os.listdir(env.config.store.path / "data")) == files_before
     assert env.json("resource", "show", "v")["id"] == before["id"]
+    if failpoint == "snapshot.after-backend" and env.backend == "qcow2":
+        # past its backend step the volume reads and writes its new top: fsck completes the snapshot
+        assert env.json("resource", "show", "snap")["parent"] == before["id"]
+        assert len(os.listdir(env.config.store.path / "data")) == len(files_before) + 1
+        return
+    assert sorted(os.listdir(env.config.store.path / "data")) == files_before
     # the names the crashed call wanted are free again, and the volume still snapshots
     env.cli(*[a.format(disk=disk) for a in args])
 
