@@ -27,6 +27,7 @@ LOG = logging.getLogger(__name__)
 Progress = Callable[[TaskOutcome], None]
 # resources.op of a new volume while its first customization runs: fsck removes it if the process died
 CUSTOMIZE_OP = "customize"
+NEARLY_FULL = 16 << 20  # free bytes under which a failed customization is put down to a full store
 
 
 class CustomizationFailed(AtollError):
@@ -55,7 +56,19 @@ class CustomizeService(Service):
             with local_disk(self.store, vol.id, writable=True) as path:
                 return customize(path, props, params, on_progress=_with_failpoint(on_progress))
         except CustomizationError as e:
-            raise CustomizationFailed(name=vol.name, reason=str(e)) from e
+            raise CustomizationFailed(name=vol.name, reason=str(e) + self._full_note(vol.backend)) from e
+
+    def _full_note(self, backend: str) -> str:
+        """Why a write in the guest failed, when the store's own filesystem is (nearly) full: the guest's
+        tools only see an I/O error there (qcow2 through its daemon) or ENOSPC of a file they write."""
+        if backend == "rbd":
+            return ""
+        path = self.store.config.store.path
+        try:
+            st = os.statvfs(path)
+        except OSError:
+            return ""
+        return f" (the store at {path} is full)" if st.f_bavail * st.f_frsize < NEARLY_FULL else ""
 
     @contextmanager
     def first_run(self, rid: str) -> Iterator[None]:

@@ -132,6 +132,7 @@ def test_customization_that_fills_the_store_leaves_no_volume(small_env: StoreEnv
     errors = [x for x in proc.stderr.decode().splitlines() if x.startswith("atoll")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr.decode(), proc.stderr.decode()
     assert errors[0].startswith("atoll: error: customization of c1 failed: EnforcePersonality: "), errors
+    assert errors[0].endswith(f"(the store at {env.config.store.path} is full)"), errors
     assert env.json("volume", "list") == []
     _consistent(env)
     (mnt / "filler").unlink()
