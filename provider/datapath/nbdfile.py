@@ -27,18 +27,19 @@ READY_TIMEOUT = 60.0
 
 
 @contextmanager
-def nbd_file(uri: str, run: process.Runner = process.run) -> Iterator[Path]:
+def nbd_file(uri: str, run: process.Runner = process.run, *, readonly: bool = False) -> Iterator[Path]:
     """The disk at ``uri`` (``nbd:unix:SOCKET`` or ``rbd:…``) as a file, unmounted when the block ends."""
     if uri.startswith(PREFIX):
         source = ["--unix", uri[len(PREFIX) :]]
     elif uri.startswith(RBD_PREFIX):
-        source = ["[", "qemu-nbd", "--format=raw", "--cache=none", uri, "]"]
+        ro = ["--read-only"] if readonly else []
+        source = ["[", "qemu-nbd", "--format=raw", "--cache=none", *ro, uri, "]"]
     else:
         raise DataPathError(reason=f"{uri} is neither an NBD export on a unix socket nor an rbd: URI")
     with tempfile.TemporaryDirectory(prefix="atoll-nbdfuse-") as tmp:
         mnt, pidfile = Path(tmp) / "mnt", Path(tmp) / "pid"
         mnt.mkdir()
-        argv = ["nbdfuse", "-P", str(pidfile), f"{mnt}/disk", *source]
+        argv = ["nbdfuse", "-P", str(pidfile), *(["-r"] if readonly else []), f"{mnt}/disk", *source]
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             _wait_ready(proc, pidfile)

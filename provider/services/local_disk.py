@@ -50,7 +50,7 @@ def local_disk(store: Store, ref: str, writable: bool = True) -> Iterator[str]:
             yield att.device
             return
         if att.kind in ("nbd", "rbd") and att.uri is not None:  # Ganeti's OS create, access=userspace
-            with nbd_file(att.uri, store.run) as path:
+            with nbd_file(att.uri, store.run, readonly=not writable) as path:
                 yield str(path)
             return
         if att.kind != "file" or att.uri is None:
