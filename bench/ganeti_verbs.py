@@ -31,7 +31,7 @@ TRIVIAL = REPO / "bench" / "trivial" / "extstorage.sh"
 TRIVIAL_VERBS = ("create", "attach", "detach", "remove", "grow", "setinfo", "verify", "open", "close")
 VOL = "5e0a3f4c-2b1d-4c6e-9f70-1a2b3c4d5e6f.ext.disk0"
 GOAL_MS = 150.0
-PY, SHIM = "python3 -c pass", "shim interpreter -c pass"
+PY, SHIM = "python3 -c pass", "shim interpreter -S -c pass"
 # (row label, verb, extra environment); every call also gets VOL_NAME.
 CALLS = [
     ("attach, attached (kernelspace)", "attach", {"EXTP_ACCESS": "kernelspace"}),
@@ -114,8 +114,9 @@ def measure(runs: int) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
         trivial_env = {"TRIVIAL_DIR": str(base / "trivial-disks")}
         ext(trivial, "create", {**trivial_env, "VOL_SIZE": "64"})
         ext(trivial, "attach", trivial_env)
-        # the interpreter the shims run, started the same way: what any Python provider here pays
-        shim_python = [sys.executable, "-P", "-c", "pass"]
+        # the interpreter the shims run, started the same way (without site): what any Python provider
+        # here pays
+        shim_python = [sys.executable, "-S", "-P", "-c", "pass"]
         columns = ["trivial sh provider", PY, SHIM, *providers]
         try:
             for _ in range(runs):
