@@ -4,8 +4,10 @@ the rows were validated when they were written."""
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, Table, case, exists, func, literal, or_, select
@@ -100,6 +102,21 @@ def _fetch(conn: Connection, q: Select[Any]) -> list[Any]:
         result.close()
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a listing's rows and objects are made: each of its runs
+    walks every tracked object, and tens of thousands of new ones set it off again and again (measured:
+    a 10,000-volume listing takes ~1.3x as long with it). Nothing made here forms a cycle, so reference
+    counting frees it all; the collector is left as it was found (another thread may have paused it)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def list_resources(
     conn: Connection,
     view: Table,
@@ -111,4 +128,5 @@ def list_resources(
     q = query(conn, view, user, admin).order_by(*order)
     if where is not None:
         q = q.where(where)
-    return build_rows(_fetch(conn, q))
+    with _no_cyclic_gc():
+        return build_rows(_fetch(conn, q))
