@@ -4,11 +4,12 @@ the rows were validated when they were written."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, Select, Table, case, exists, func, literal, or_, select
 
@@ -17,6 +18,7 @@ from provider.model import ImageView, ObjectView, Resource, VolumeView
 
 SEP = "\x1f"  # joins image members in one column (a name never contains a control character)
 _R, _O, _I, _V = t.resources.c, t.object_views.c, t.image_views.c, t.volume_views.c
+T = TypeVar("T")
 
 
 def _members(conn: Connection) -> ColumnElement[Any]:
@@ -69,6 +71,22 @@ def _decode_all(texts: list[str | None]) -> list[Any]:
     return list(json.loads(f"[{joined}]"))
 
 
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+_OBJ, _IMG, _VOL, _RES = (_fields(c) for c in (ObjectView, ImageView, VolumeView, Resource))
+
+
+def _make(cls: type[T], names: tuple[str, ...], values: tuple[Any, ...]) -> T:
+    """A frozen dataclass instance with every field given, without its ``__init__``: that sets each
+    field through ``object.__setattr__``, half the cost of building a 10,000-row listing. ``strict``:
+    a field added to the model and not given here fails at once, never silently."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(zip(names, values, strict=True))
+    return obj
+
+
 def build_rows(rows: Sequence[Sequence[Any]]) -> list[Resource]:
     """Resources from rows of :func:`query` (positional, JSON columns decoded in bulk)."""
     meta = iter(_decode_all([r[14] for r in rows if r[11] is not None]))
@@ -76,17 +94,19 @@ def build_rows(rows: Sequence[Sequence[Any]]) -> list[Resource]:
     ganeti = iter(_decode_all([r[27] for r in rows if r[25] is not None]))
     found = []
     for r in rows:
-        obj = ObjectView(r[11], r[12], r[13], next(meta), r[15]) if r[11] is not None else None
+        obj = _make(ObjectView, _OBJ, (r[11], r[12], r[13], next(meta), r[15])) if r[11] is not None else None
         img = None
         if r[16] is not None:
             members = tuple(sorted(r[29].split(SEP))) if r[29] else ()
-            img = ImageView(r[16], r[17], r[18], r[19], r[20], r[21], next(props), r[23], r[24], members)
-        vol = VolumeView(r[25], r[26], next(ganeti), r[28]) if r[25] is not None else None
-        found.append(
-            Resource(
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6], "available", r[7], r[8], r[9], r[10], obj, img, vol
-            )
+            values = (r[16], r[17], r[18], r[19], r[20], r[21], next(props), r[23], r[24], members)
+            img = _make(ImageView, _IMG, values)
+        vol = (
+            _make(VolumeView, _VOL, (r[25], r[26], next(ganeti), r[28], None, {}))
+            if r[25] is not None
+            else None
         )
+        core = (r[0], r[1], r[2], r[3], r[4], r[5], r[6], "available", r[7], r[8], r[9], r[10])
+        found.append(_make(Resource, _RES, (*core, obj, img, vol, None, None, {})))
     return found
 
 
