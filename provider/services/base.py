@@ -256,21 +256,20 @@ class Service:
                 continue
             if not op_owner_alive(res):
                 self.catalog.lock_keys(conn, res_key(rid))
-                if self._left_for_fsck(conn, rid):
+                if self._left_for_fsck(conn, res):
                     continue
                 LOG.warning("cleaning up %s of %s left by dead process %s", res.op, rid, res.op_pid)
                 files += self._drop_pending(conn, rid)
         return files
 
-    def _left_for_fsck(self, conn: Connection, rid: str) -> bool:
+    def _left_for_fsck(self, conn: Connection, res: Resource) -> bool:
         """A dead snapshot that must be completed, not undone (see snapshot_recovery): fsck does it."""
         from provider.services.snapshot_recovery import frozen_top_taken
 
-        row = conn.execute(select(t.resources).where(t.resources.c.id == rid)).one()
-        if frozen_top_taken(self.store, conn, row) is None:
+        if frozen_top_taken(self.store, conn, res) is None:
             return False
         LOG.warning(
-            "snapshot %s was killed after its volume moved to a new top: run 'atoll fsck --repair'", rid
+            "snapshot %s was killed after its volume moved to a new top: run 'atoll fsck --repair'", res.id
         )
         return True
 

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Row, delete, select
 from provider.backends.reflink import PROBE_PREFIX
 from provider.catalog import schema as t
 from provider.errors import AtollError
+from provider.model import Resource
 from provider.services.base import Service, op_owner_alive
 from provider.services.customize import CUSTOMIZE_OP
 from provider.services.snapshot_recovery import frozen_top_taken
@@ -67,7 +68,7 @@ class FsckService(Service):
                             )
                         )
                         continue
-                    report.findings.append(self._interrupted(conn, row, repair, files))
+                    report.findings.append(self._interrupted(conn, res, repair, files))
                     continue
                 if row.op == CUSTOMIZE_OP and row.state == "available":
                     if self._customizing(conn, row, report):
@@ -115,19 +116,19 @@ class FsckService(Service):
                 shutil.rmtree(probe, ignore_errors=True)
 
     def _interrupted(
-        self, conn: Connection, row: Row[Any], repair: bool, files: list[tuple[str, str]]
+        self, conn: Connection, res: Resource, repair: bool, files: list[tuple[str, str]]
     ) -> Finding:
         """A pending operation whose process died: undone, or completed when its volume already uses
         what it made (a qcow2 snapshot past its backend step)."""
-        finding = Finding("interrupted", row.id, f"{row.op} interrupted (pid {row.op_pid} is gone)")
-        taken = frozen_top_taken(self.store, conn, row)
+        finding = Finding("interrupted", res.id, f"{res.op} interrupted (pid {res.op_pid} is gone)")
+        taken = frozen_top_taken(self.store, conn, res)
         if taken is not None:
             finding.detail += ": the volume already writes to its new top, the snapshot is completed"
         if repair and taken is not None:
-            self.store.volumes.finish_snapshot(conn, row.id, taken)
+            self.store.volumes.finish_snapshot(conn, res.id, taken)
             finding.repaired = True
         elif repair:
-            files += self._drop_pending(conn, row.id)
+            files += self._drop_pending(conn, res.id)
             finding.repaired = True
         return finding
 
