@@ -26,7 +26,7 @@ from sqlalchemy import select
 from provider.catalog import schema as t
 from provider.ganeti import install
 from provider.services import Resource
-from tests.conftest import StoreEnv, make_store_env, rbd_store_keys
+from tests.conftest import StoreEnv, backend_env
 from tests.customization.qemu import extract_kernel
 from tests.ganeti.cluster import Cluster
 from tests.ganeti.serial import Console
@@ -85,15 +85,6 @@ def boot_image() -> build.ImageInfo:
     return info
 
 
-def _store(backend: str, base: Path, request: pytest.FixtureRequest) -> tuple[StoreEnv, Path]:
-    """A store for the kvm tests: reflink on the loop-mounted XFS, rbd in a namespace of the micro Ceph."""
-    if backend == "rbd":
-        keys = rbd_store_keys(request.getfixturevalue("ceph_conf"))
-        return make_store_env(backend, base / "store", "", store=keys), base / "store"
-    path = request.getfixturevalue("xfs_mount") / base.name if backend == "reflink" else base / "store"
-    return make_store_env(backend, path, ""), path
-
-
 @pytest.fixture(scope="module", params=["reflink", "qcow2", "rbd"])
 def kvm_env(
     request: pytest.FixtureRequest,
@@ -103,7 +94,8 @@ def kvm_env(
 ) -> Iterator[KvmEnv]:
     backend = request.param
     base = tmp_path_factory.mktemp(f"kvm-{backend}")
-    env, path = _store(backend, base, request)
+    env = backend_env(backend, request, base, "")  # reflink on the loop-mounted XFS, rbd in a namespace
+    path = env.config.store.path
     changes = install.install(sys.executable, str(env.config_path))
     store = env.open()
     with open(boot_image.path, "rb") as f:
