@@ -1,20 +1,22 @@
 """Benchmark: the Image API (atoll serve) against the CLI and dd, and under 32 concurrent clients.
 
-Usage: python -m bench.api [--size 2G] [--rss-size 10G] [--images 1000] [--requests 40] [--write]
+Usage: python -m bench.api [--size 2G] [--rss-size 10G] [--images 1000] [--seconds 15] [--write]
 
 - Upload and download of one image through the API (requests, 1 MiB chunks, keep-alive) vs
   ``atoll object upload/download`` vs ``dd`` into and out of the store's filesystem; all fsync.
 - The server's RSS (all gunicorn processes) while a --rss-size upload streams in (chunked).
-- 32 clients (4 processes x 8 threads, keep-alive): GET /v2/images/{id} and the image list (a page of
-  25, and all 1,000 with limit=1000) over a store of --images images; p50/p99 per request, with the
-  same service call in-process as the reference.
+- 32 clients played by wrk (bench/wrk.py; install it with ``scripts/install-deps.sh --bench``), each a
+  keep-alive connection: GET /v2/images/{id} and the image list (a page of 25, and all 1,000 with
+  limit=1000) over a store of --images images, first closed loop (each client sends its next request
+  as soon as it has an answer: the server's saturation throughput, latency is mostly queueing) then
+  with a second of think time per client; p50/p99 per row, with the same service call in-process as
+  the reference.
 --write puts the table into bench/RESULTS.md under its own heading.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import os
 import platform
 import statistics
@@ -28,14 +30,15 @@ from pathlib import Path
 
 import requests
 
-from bench import results
+from bench import results, wrk
 from provider.services.image_list import ImageQuery
 from provider.utils.sizes import parse_size
 from tests.api.conftest import ApiServer, start_server
 
 HEADING = "## Image API: atoll serve vs CLI vs dd, 32 clients (bench/api.py)"
 CHUNK = 1 << 20
-CLIENT_PROCS, CLIENT_THREADS = 4, 8
+CLIENTS = 32
+THINK_MS = (1000, 0)  # each client waits ~1 s (0.5 to 1.5 s) after an answer; then closed loop
 
 
 def make_file(path: Path, size: int) -> Path:
@@ -176,41 +179,15 @@ def memory_during_upload(server: ApiServer, size: int) -> tuple[tuple[int, int],
     return before, (peak[0], peak[1])
 
 
-def _client(url: str, token: str, count: int) -> list[float]:
-    def one_thread() -> list[float]:
-        s = requests.Session()
-        s.headers["X-Auth-Token"] = token
-        out = []
-        for _ in range(count):
-            start = time.monotonic()
-            s.get(url, timeout=60).raise_for_status()
-            out.append(time.monotonic() - start)
-        return out
-
-    with cf.ThreadPoolExecutor(CLIENT_THREADS) as pool:
-        return [x for f in [pool.submit(one_thread) for _ in range(CLIENT_THREADS)] for x in f.result()]
-
-
-def concurrent_latency(url: str, token: str, count: int) -> list[float]:
-    _client(url, token, 2)  # warm up connections and caches
-    with cf.ProcessPoolExecutor(CLIENT_PROCS) as pool:
-        futures = [pool.submit(_client, url, token, count) for _ in range(CLIENT_PROCS)]
-        return [x for f in futures for x in f.result()]
-
-
 def in_process(fn: Callable[[], object], count: int = 50) -> list[float]:
     return [timed(fn) for _ in range(count)]
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-
-def latency_rows(server: ApiServer, images: int, count: int) -> list[list[str]]:
+def latency_rows(server: ApiServer, images: int, seconds: int) -> list[list[str]]:
     store = server.env.open("alpha", admin=False)
     for i in range(images):
         store.glance.create({"name": f"lat-{i:04d}"}, {}, [])
+    store.catalog.analyze()  # what atoll serve does at start and every STATS_EVERY seconds
     one = store.glance.list(ImageQuery(limit=1))[0][0].id
     token = server.token("alice")
     cases = [
@@ -224,17 +201,21 @@ def latency_rows(server: ApiServer, images: int, count: int) -> list[list[str]]:
     ]
     rows = []
     for name, url, ref in cases:
-        lat = concurrent_latency(url, token, count)
-        local = in_process(ref)
-        rows.append(
-            [
-                name,
-                str(len(lat)),
-                f"{pct(lat, 0.5):.1f}",
-                f"{pct(lat, 0.99):.1f}",
-                f"{statistics.median(local) * 1000:.1f}",
-            ]
-        )
+        local = statistics.median(in_process(ref)) * 1000
+        wrk.run(url, token, clients=CLIENTS, seconds=2)  # warm up connections and caches
+        for think in THINK_MS:
+            load = wrk.run(url, token, clients=CLIENTS, seconds=seconds, think_ms=think)
+            rows.append(
+                [
+                    name,
+                    "none (closed loop)" if not think else f"{think} ms",
+                    f"{load.rate:.0f}",
+                    f"{load.p50_ms:.1f}",
+                    f"{load.p99_ms:.1f}",
+                    str(load.errors),
+                    f"{local:.1f}",
+                ]
+            )
     return rows
 
 
@@ -243,7 +224,7 @@ def main() -> int:
     parser.add_argument("--size", default="2G")
     parser.add_argument("--rss-size", default="10G")
     parser.add_argument("--images", type=int, default=1000)
-    parser.add_argument("--requests", type=int, default=40, help="per client thread")
+    parser.add_argument("--seconds", type=int, default=15, help="of load per latency row")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
@@ -258,7 +239,9 @@ def main() -> int:
             dd_up, dd_down = dd_transfer(server, src)
             src.unlink()
             before, peak = memory_during_upload(server, rss_size)
-            lat = latency_rows(server, args.images, args.requests)
+            os.sync()  # the 10 GiB upload's writeback and removal must not run under the latency rows
+            time.sleep(10)
+            lat = latency_rows(server, args.images, args.seconds)
         finally:
             server.stop()
     mib = size / (1 << 20)
@@ -289,10 +272,12 @@ def main() -> int:
         f"{(peak[0] - before[0]) / 2**20:.0f} MiB; PSS (pages shared by the forked workers counted once) "
         f"{before[1] / 2**20:.0f} MiB before, {peak[1] / 2**20:.0f} MiB peak.",
         "",
-        f"{CLIENT_PROCS * CLIENT_THREADS} concurrent clients (keep-alive), {args.images} images in store:",
+        f"{CLIENTS} concurrent clients (wrk, keep-alive connections, {args.seconds} s per row), "
+        f"{args.images} images in store; think time: what a client waits after an answer before its next "
+        "request:",
         "",
-        "| request | requests | p50 ms | p99 ms | same call in-process, median ms |",
-        "|---|---|---|---|---|",
+        "| request | think time | req/s | p50 ms | p99 ms | errors | same call in-process, median ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += ["| " + " | ".join(r) + " |" for r in lat]
     text = "\n".join(lines) + "\n"

@@ -193,6 +193,12 @@ class Catalog:
                     )
             return schema.SCHEMA_VERSION
 
+    def analyze(self) -> None:
+        """Gather the statistics the query planner chooses indexes by (SQLite has none until asked:
+        without them a page of images sorts every row instead of walking the listing-order index)."""
+        with self.write() as conn:
+            conn.exec_driver_sql("ANALYZE")
+
     def get_meta(self, key: str) -> str | None:
         with self.read() as conn:
             row = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == key)).first()

@@ -438,6 +438,15 @@ _V_IMAGE_IMPORT = [
 ]
 
 
+# Glance's default listing order (newest first): a page of 25 walks this index and stops, where it sorted
+# every image the caller may see (the planner needs the statistics ``atoll serve`` gathers at start);
+# the reaper every write runs reads only the pending operations of its host.
+_V_LISTING_ORDER = [
+    "CREATE INDEX image_views_created ON image_views (created_at, resource_id)",
+    "CREATE INDEX resources_pending ON resources (op_host) WHERE state = 'pending'",
+]
+
+
 MIGRATIONS: list[Sequence[Step]] = [
     _V1,
     _V2,
@@ -446,6 +455,7 @@ MIGRATIONS: list[Sequence[Step]] = [
     _V_VOLUME_API,
     _V_RESILIENCE,
     _V_IMAGE_IMPORT,
+    _V_LISTING_ORDER,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

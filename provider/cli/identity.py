@@ -37,6 +37,7 @@ def serve_cmd(obj: Context, bind: str | None, workers: int | None, log_level: st
         api = dataclasses.replace(api, workers=workers)
     config = dataclasses.replace(config, api=api)
     obj.store.init()  # create or migrate the catalog once, before the workers start
+    obj.store.catalog.analyze()  # fresh planner statistics for the listings the workers will serve
     serve(config, log_level)
 
 

@@ -244,12 +244,17 @@ class Service:
         return [(row.backend, loc) for loc in data.get("remove_on_abort", [])]
 
     def reap_dead(self, conn: Connection) -> list[tuple[str, str]]:
-        """Drop pending operations whose process died on this host; return the files to remove."""
+        """Drop pending operations whose process died on this host; return the files to remove. Every
+        write reaps: only owned rows are read (queued images, ownerless, can be thousands)."""
         files: list[tuple[str, str]] = []
+        r = t.resources.c
         rows = conn.execute(
-            select(t.resources.c.id).where(t.resources.c.state == "pending").order_by(t.resources.c.id)
+            select(r.id, r.op_pid, r.op_data).where(r.state == "pending", r.op_host == HOST).order_by(r.id)
         ).all()
-        for (rid,) in rows:
+        for rid, pid, data in rows:
+            start = proc_start(pid)
+            if start is not None and start == json.loads(data or "{}").get("proc_start"):
+                continue  # its process is still running
             try:
                 res = self.load(conn, rid, states=("pending",))
             except NotFound:  # finished, or reaped by another process meanwhile

@@ -2,13 +2,15 @@
 
 Each server process runs one pool. It recovers jobs whose process died when it starts and every poll
 after that, then claims queued server jobs (a claim is one conditional UPDATE, so two processes never
-run the same job) and runs each as its owner.
+run the same job) and runs each as its owner. Its thread also refreshes the catalog's planner statistics
+every ``STATS_EVERY`` seconds (SQLite gathers none by itself; the listings' plans depend on them).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlalchemy import select
@@ -21,6 +23,7 @@ from provider.services.imports_run import ImportRunner
 from provider.services.store import Store
 
 LOG = logging.getLogger(__name__)
+STATS_EVERY = 600.0
 
 
 class ImportWorkers:
@@ -34,6 +37,7 @@ class ImportWorkers:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="atoll-import-dispatch", daemon=True)
+        self._analyzed = time.monotonic()  # atoll serve analyzed the catalog when it started
 
     def start(self) -> ImportWorkers:
         self._thread.start()
@@ -52,8 +56,12 @@ class ImportWorkers:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.store.imports.recover()
+                if self.store.imports.dead():  # a read; the write only when a job needs it
+                    self.store.imports.recover()
                 self._dispatch()
+                if time.monotonic() - self._analyzed > STATS_EVERY:
+                    self._analyzed = time.monotonic()
+                    self.store.catalog.analyze()
             except Exception:  # the dispatcher must outlive a catalog hiccup; the next poll retries
                 LOG.exception("import dispatcher")
             self._wake.wait(self.poll)

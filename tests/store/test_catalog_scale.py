@@ -128,3 +128,46 @@ def test_migration_indexes_the_ganeti_identity_of_existing_volumes(tmp_path: Pat
             select(t.ganeti_ids.c.key, t.ganeti_ids.c.value).order_by(t.ganeti_ids.c.key)
         ).all()
     assert [tuple(r) for r in rows] == [("VOL_NAME", "disk-0"), ("VOL_UUID", "uuid-0")]
+
+
+def test_writes_do_not_read_queued_images(env: StoreEnv) -> None:
+    """Every write reaps the pending operations of dead processes; queued images are pending with no
+    owning process, and a Glance catalog can hold thousands: the reaper must not load them one by one
+    (it did, and each idle server worker spent a fifth of a core on it)."""
+    admin = env.open()
+
+    def write_cost() -> int:
+        with statements(admin) as seen:
+            admin.volumes.create(f"v{len(admin.volumes.list())}", size=1 << 20)
+        return len(seen)
+
+    admin.glance.create({"name": "q-0"}, {}, [])
+    few = write_cost()
+    for i in range(1, 40):
+        admin.glance.create({"name": f"q-{i}"}, {}, [])
+    assert write_cost() == few
+
+
+def test_a_page_of_images_walks_the_listing_order_index(qcow2_env: StoreEnv) -> None:
+    """Glance's default page (newest first, 25) reads ~26 rows of the listing-order index once the
+    planner has statistics (``atoll serve`` gathers them), instead of sorting every visible image."""
+    from provider.services.image_list import ImageQuery, _where, base_query
+
+    store = qcow2_env.open()
+    for i in range(60):
+        store.glance.create({"name": f"img-{i:02d}"}, {}, [])
+    store.catalog.analyze()
+    page, more = store.glance.list(ImageQuery(limit=25))
+    assert [r.name for r in page] == [f"img-{i:02d}" for i in range(59, 34, -1)] and more
+    if store.catalog.is_sqlite:
+        v = t.image_views.c
+        stmt = (
+            base_query()
+            .where(*_where(ImageQuery(limit=25), store.caller))
+            .order_by(v.created_at.desc(), v.resource_id.desc())
+            .limit(26)
+        )
+        with store.catalog.read() as conn:
+            sql = str(stmt.compile(conn, compile_kwargs={"literal_binds": True}))
+        plan = _plan(store, sql)
+        assert "INDEX image_views_created" in plan and "TEMP B-TREE" not in plan, plan
