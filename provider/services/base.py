@@ -352,7 +352,7 @@ class Service:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
             except OSError as e:
-                if e.errno == errno.ENOSPC:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):  # no block or inode left, or over quota
                     raise StorageFull(path=str(self.store.config.store.path)) from e
                 raise
         return path

@@ -155,3 +155,28 @@ def test_qemu_img_out_of_space_is_storage_full(tmp_path: Path) -> None:
         backend.create_empty("v.qcow2", MiB)
     with pytest.raises(StorageFull):
         backend.clone("b.raw", "raw", "v.qcow2", MiB)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_lock_file_out_of_space_or_quota_is_storage_full(
+    qcow2_env: StoreEnv, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """Error path only (a fake os.open): a lock file that cannot be made because the filesystem is full
+    or the user's quota is spent is the store-full error, not a bare OSError."""
+    from provider.errors import StorageFull
+    from provider.services import base
+
+    store = qcow2_env.open()
+    real_open = os.open
+
+    def refuse(path: Any, flags: int, *args: Any) -> int:
+        if str(path).endswith(".lock") and flags & os.O_CREAT:
+            raise OSError(code, os.strerror(code))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(base.os, "open", refuse)
+    with pytest.raises(StorageFull, match="is full"):
+        store.volumes.create("v", size=MiB)
+    monkeypatch.undo()
+    assert store.volumes.list() == []
+    assert store.volumes.create("v", size=MiB).name == "v"
