@@ -23,6 +23,7 @@ setup(
         "falcon>=4.0",
         "gunicorn>=22",
         "argon2-cffi>=23.1",
+        "orjson>=3.9",
     ],
     extras_require={
         "postgresql": ["psycopg[binary]>=3.1"],

@@ -51,6 +51,7 @@ Example::
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import os
 from dataclasses import dataclass, field
@@ -114,12 +115,19 @@ class ImagesConfig:
 
     def allowed_roles(self, key: str, operation: str) -> tuple[str, ...] | None:
         """The roles that may do ``operation`` on property ``key`` (None: anyone); first match wins."""
-        for pattern, ops in self.property_protections:
-            if fnmatch.fnmatchcase(key.upper(), pattern.upper()):
-                return dict(ops).get(operation, ("!",))
-        if self.is_protected(key):
-            return None if operation == "read" else ("admin",)
-        return None
+        return _allowed_roles(self, key, operation)
+
+
+@functools.lru_cache(maxsize=4096)
+def _allowed_roles(images: ImagesConfig, key: str, operation: str) -> tuple[str, ...] | None:
+    """Memoized per (rules, key, operation): a listing of 1,000 images asks for every property of each
+    one, and the pattern matching cost more than the rest of the image's view."""
+    for pattern, ops in images.property_protections:
+        if fnmatch.fnmatchcase(key.upper(), pattern.upper()):
+            return dict(ops).get(operation, ("!",))
+    if images.is_protected(key):
+        return None if operation == "read" else ("admin",)
+    return None
 
 
 def _protections(value: Any) -> tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]:

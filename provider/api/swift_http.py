@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import io
-import json
 from typing import IO, Any, cast
 from xml.etree import ElementTree as ET
 
 import falcon
+import orjson
 
 from provider.api.body import fast_body
 from provider.errors import InvalidInput, PermissionDenied
@@ -100,7 +100,7 @@ def send_listing(
     """A listing as Swift sends it: names one a line, a JSON list, or XML (``root`` = tag, name)."""
     if fmt == "json":
         resp.content_type = "application/json; charset=utf-8"
-        resp.data = json.dumps(items).encode()
+        resp.data = orjson.dumps(items)
     elif fmt == "xml":
         top = ET.Element(root[0], name=root[1])
         for item in items:

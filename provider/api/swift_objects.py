@@ -65,10 +65,14 @@ class ObjectResource:
                 meta=meta,
                 content_type=ctype,
                 digest=True,
+                defer_sha256=True,
                 expect_md5=_unquote(req.get_header("ETag")),
                 expect_size=req.content_length,
                 replace=True,
             )
+            # the md5 (ETag) and the block hashes came from the bytes received; the sha256 that scrub
+            # checks against is read back from the store after the client has its answer
+            self.api.later.run(store.scrub.record_digest, res.id)
         self._headers(store, resp, res)
         resp.status = falcon.HTTP_201
 

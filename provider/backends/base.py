@@ -93,10 +93,16 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def import_stream(
-        self, locator: str, stream: IO[bytes], progress: Callable[[int], None] | None = None
+        self,
+        locator: str,
+        stream: IO[bytes],
+        progress: Callable[[int], None] | None = None,
+        *,
+        digest: bool = True,
     ) -> ImportResult:
         """Write ``stream`` as a new read-only raw disk at ``locator`` (sparse, fsynced, then immutable).
 
+        :param digest: False: do not hash the bytes (the sha256 is None; the caller records it later).
         :returns: the byte size and sha256 of what was written.
         :raises StorageFull: when the store runs out of space (the partial object is removed).
         """

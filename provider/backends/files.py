@@ -98,17 +98,22 @@ class FileBackend(Backend):
         return sorted(p.name for p in self.data_dir.iterdir() if not p.name.startswith("."))
 
     def import_stream(
-        self, locator: str, stream: IO[bytes], progress: Callable[[int], None] | None = None
+        self,
+        locator: str,
+        stream: IO[bytes],
+        progress: Callable[[int], None] | None = None,
+        *,
+        digest: bool = True,
     ) -> ImportResult:
         self._ensure_dir()
         path = self.path(locator)
         size = 0
-        with BackgroundDigest("sha256") as digest, rollback() as undo:
+        with BackgroundDigest("sha256" if digest else None) as sha256, rollback() as undo:
             undo.push(path.unlink, missing_ok=True)  # a partial object never stays
             try:
                 with open(path, "xb") as out:
                     for chunk in read_chunks(stream):
-                        digest.update(chunk)
+                        sha256.update(chunk)
                         write_sparse(out, chunk)
                         size += len(chunk)
                         if progress:
@@ -119,9 +124,9 @@ class FileBackend(Backend):
                 path.chmod(0o444)  # read-only resources never change
             except OSError as e:
                 raise translate_oserror(e, path) from e
-            sha256 = digest.hexdigest()
+            hexdigest = sha256.hexdigest()
         _fsync_dir(self.data_dir)
-        return ImportResult(size=size, sha256=sha256)
+        return ImportResult(size=size, sha256=hexdigest)
 
     def scratch_dir(self) -> Path:
         self._ensure_dir()

@@ -107,7 +107,12 @@ class RbdBackend(Backend):
 
     # ---- data in and out ---------------------------------------------------------------------------
     def import_stream(
-        self, locator: str, stream: IO[bytes], progress: Callable[[int], None] | None = None
+        self,
+        locator: str,
+        stream: IO[bytes],
+        progress: Callable[[int], None] | None = None,
+        *,
+        digest: bool = True,
     ) -> ImportResult:
         loc = Location.parse(locator)
         if loc.snap != RO_SNAP:
@@ -119,10 +124,10 @@ class RbdBackend(Backend):
         with rollback() as undo:
             undo.push(self._remove_image, image_loc)
             with self._open(image_loc) as image:
-                size, digest = write_stream(image, stream, progress)
+                size, sha256 = write_stream(image, stream, progress, hashed=digest)
                 image.create_snap(RO_SNAP)
                 image.protect_snap(RO_SNAP)
-        return ImportResult(size=size, sha256=digest)
+        return ImportResult(size=size, sha256=sha256)
 
     def export_stream(self, locator: str, disk_format: str, out: IO[bytes]) -> None:
         with self._open(Location.parse(locator), read_only=True) as image:

@@ -53,10 +53,13 @@ def _native_error(code: int) -> Exception:
     return cls(f"error writing to the image: {os.strerror(code)}", errno=code)
 
 
-def write_stream(image: Any, stream: IO[bytes], progress: Callable[[int], None] | None) -> tuple[int, str]:
+def write_stream(
+    image: Any, stream: IO[bytes], progress: Callable[[int], None] | None, *, hashed: bool = True
+) -> tuple[int, str | None]:
     """Copy ``stream`` into ``image``, growing it as data arrives; all-zero 64 KiB blocks are not
-    written. Hashing a chunk overlaps with the writes of the previous ones. Returns (size, sha256)."""
-    digest = hashlib.sha256()
+    written. Hashing a chunk overlaps with the writes of the previous ones. Returns (size, sha256);
+    the sha256 is None when not ``hashed``."""
+    digest = hashlib.sha256() if hashed else None
     writes = _Writes(image)
     size = capacity = 0
     try:
@@ -69,7 +72,8 @@ def write_stream(image: Any, stream: IO[bytes], progress: Callable[[int], None] 
             view = memoryview(chunk)
             for start, stop in data_runs(chunk):
                 writes.submit(bytes(view[start:stop]), size + start)
-            digest.update(chunk)
+            if digest is not None:
+                digest.update(chunk)
             size = end
             if progress:
                 progress(len(chunk))
@@ -77,7 +81,7 @@ def write_stream(image: Any, stream: IO[bytes], progress: Callable[[int], None] 
         writes.drain()
     image.resize(size)
     image.flush()
-    return size, digest.hexdigest()
+    return size, digest.hexdigest() if digest is not None else None
 
 
 def export(image: Any, out: IO[bytes]) -> None:

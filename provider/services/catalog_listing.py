@@ -65,7 +65,7 @@ def query(conn: Connection, view: Table, user: str, admin: bool) -> Select[Any]:
     return q
 
 
-def _decode_all(texts: list[str | None]) -> list[Any]:
+def decode_all(texts: list[str | None]) -> list[Any]:
     """Decode many small JSON documents in one parser call (per-call overhead dominates tiny ones)."""
     joined = ",".join(x if x and x != "{}" else "{}" for x in texts)
     return list(json.loads(f"[{joined}]"))
@@ -89,9 +89,9 @@ def _make(cls: type[T], names: tuple[str, ...], values: tuple[Any, ...]) -> T:
 
 def build_rows(rows: Sequence[Sequence[Any]]) -> list[Resource]:
     """Resources from rows of :func:`query` (positional, JSON columns decoded in bulk)."""
-    meta = iter(_decode_all([r[14] for r in rows if r[11] is not None]))
-    props = iter(_decode_all([r[22] for r in rows if r[16] is not None]))
-    ganeti = iter(_decode_all([r[27] for r in rows if r[25] is not None]))
+    meta = iter(decode_all([r[14] for r in rows if r[11] is not None]))
+    props = iter(decode_all([r[22] for r in rows if r[16] is not None]))
+    ganeti = iter(decode_all([r[27] for r in rows if r[25] is not None]))
     found = []
     for r in rows:
         obj = _make(ObjectView, _OBJ, (r[11], r[12], r[13], next(meta), r[15])) if r[11] is not None else None

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, false
 
 from provider.catalog import schema as t
 from provider.services.base import Caller
+from provider.services.catalog_listing import decode_all
 from provider.utils.props import is_snapshot
 
 QUEUED_OP = "image-queued"
@@ -138,9 +139,21 @@ _MEMBERS = select(t.image_members.c.resource_id, t.image_members.c.member, t.ima
 )
 
 
+_COLUMNS = (
+    *("resource_id", "name", "owner", "visibility", "status", "disk_format", "container_format"),
+    *("properties", "created_at", "updated_at", "glance", "size", "parent", "state", "queued", "object_id"),
+)
+if tuple(c.key for c in base_query().selected_columns) != _COLUMNS:  # pragma: no cover
+    raise ImportError("image_records: base_query() no longer selects the columns _record unpacks")
+
+
 def records(conn: Connection, rows: Iterable[Any]) -> list[ImageRecord]:
-    """Records for ``rows`` of :func:`base_query`, with their tags and members (two more queries)."""
-    out = [_record(row) for row in rows]
+    """Records for ``rows`` of :func:`base_query`, with their tags and members (two more queries).
+    The JSON columns of the whole page are decoded in two parser calls."""
+    rows = list(rows)
+    props = decode_all([row[7] for row in rows])
+    glance = decode_all([row[10] for row in rows])
+    out = [_record(row, p, g) for row, p, g in zip(rows, props, glance, strict=True)]
     if not out:
         return out
     by_id = {r.id: r for r in out}
@@ -152,26 +165,26 @@ def records(conn: Connection, rows: Iterable[Any]) -> list[ImageRecord]:
     return out
 
 
-def _record(row: Any) -> ImageRecord:
-    m = row._mapping
-    glance = {**GLANCE_DEFAULTS, **json.loads(m["glance"] or "{}")}
-    queued = bool(m["queued"]) and m["state"] == "pending"
+def _record(row: Any, properties: dict[str, str], glance: dict[str, Any]) -> ImageRecord:
+    rid, name, owner, visibility, status, disk_format, container_format, _, created, updated = row[:10]
+    size, parent, state, queued_op, object_id = row[11:]
+    queued = bool(queued_op) and state == "pending"
     return ImageRecord(
-        id=m["resource_id"],
-        name=m["name"],
-        owner=m["owner"],
-        visibility=m["visibility"],
-        status=m["status"],
-        disk_format=m["disk_format"],
-        container_format=m["container_format"],
-        properties=json.loads(m["properties"] or "{}"),
-        glance=glance,
-        size=None if queued else m["size"],
-        parent=m["parent"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
+        id=rid,
+        name=name,
+        owner=owner,
+        visibility=visibility,
+        status=status,
+        disk_format=disk_format,
+        container_format=container_format,
+        properties=properties,
+        glance={**GLANCE_DEFAULTS, **glance},
+        size=None if queued else size,
+        parent=parent,
+        created_at=created,
+        updated_at=updated,
         queued=queued,
-        has_object=m["object_id"] is not None,
+        has_object=object_id is not None,
     )
 
 

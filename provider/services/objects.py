@@ -31,6 +31,7 @@ class ObjectService(Service):
         content_type: str = "application/octet-stream",
         progress: Callable[[int], None] | None = None,
         digest: bool = False,
+        defer_sha256: bool = False,
         expect_md5: str | None = None,
         expect_size: int | None = None,
         replace: bool = False,
@@ -38,7 +39,9 @@ class ObjectService(Service):
         """Store ``stream`` as a new read-only object at ``container/name``; return it.
 
         ``digest``: also compute the md5 and the block hashes as the bytes pass (what the Object API
-        serves as ETag and hashmap); otherwise they are computed on first use. ``expect_md5`` and
+        serves as ETag and hashmap); otherwise they are computed on first use. ``defer_sha256``: the
+        resource's sha256 is left to the caller (``scrub.record_digest`` once it has answered; ``atoll
+        fsck --scrub`` fills any that stays unset), so a client waits for one hash less. ``expect_md5`` and
         ``expect_size``: refuse (and keep nothing) when the bytes differ from what the client declared.
         ``replace``: an existing object of that name (the caller's, not an image) is replaced once the
         new bytes are safely stored, as Swift does.
@@ -72,7 +75,9 @@ class ObjectService(Service):
             )
         hasher = HashingReader(stream) if digest or expect_md5 else None
         try:
-            result = backend.import_stream(locator, cast(IO[bytes], hasher) if hasher else stream, progress)
+            result = backend.import_stream(
+                locator, cast(IO[bytes], hasher) if hasher else stream, progress, digest=not defer_sha256
+            )
             failpoint("upload.after-backend")
             if expect_size is not None and result.size != expect_size:
                 raise InvalidInput(

@@ -49,6 +49,23 @@ def test_snapshots_get_the_sha256_of_their_content(env: StoreEnv, disk: Path) ->
     assert (report["scrub"]["checked"], report["scrub"]["recorded"]) == (2, 0)
 
 
+def test_an_upload_that_defers_its_sha256_gets_it_afterwards_or_from_the_scrub(env: StoreEnv) -> None:
+    """What the Object API does: the md5 and block hashes come from the bytes received, the sha256 is
+    read back after the answer; if the server stops first, the scrub records it (no mismatch)."""
+    store = env.open()
+    data = b"atoll" * 300_000
+    first = store.objects.upload("c/first", io.BytesIO(data), digest=True, defer_sha256=True)
+    second = store.objects.upload("c/second", io.BytesIO(data[::-1]), digest=True, defer_sha256=True)
+    assert (first.sha256, second.sha256) == (None, None)
+    assert store.hashmaps.known_md5(first) == hashlib.md5(data).hexdigest()
+    assert store.scrub.record_digest(first.id) == hashlib.sha256(data).hexdigest()
+    assert store.objects.show("c/first").sha256 == hashlib.sha256(data).hexdigest()
+    code, report = _scrub(env)
+    assert code == 0 and report["scrub"]["clean"]
+    assert (report["scrub"]["checked"], report["scrub"]["recorded"]) == (2, 1)
+    assert store.objects.show("c/second").sha256 == hashlib.sha256(data[::-1]).hexdigest()
+
+
 def test_damaged_data_is_reported_with_what_depends_on_it_and_left_alone(env: StoreEnv, disk: Path) -> None:
     store = _lineage(env, disk)
     base = store.images.show("base")

@@ -1,0 +1,42 @@
+"""Work a request leaves for after its answer: one daemon thread per server worker process runs it in
+order. Only work that may be lost belongs here (a worker that stops drops what is queued): today the
+sha256 of an uploaded object, which ``atoll fsck --scrub`` computes for any resource that has none."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from provider.errors import AtollError
+
+LOG = logging.getLogger(__name__)
+
+
+class Later:
+    """``run(fn, *args)`` queues ``fn(*args)`` and returns at once; the thread starts on first use
+    (after gunicorn's fork, in the worker that needs it)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._queue.put((fn, args))
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="atoll-later", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            fn, args = self._queue.get()
+            try:
+                fn(*args)
+            except AtollError as e:
+                LOG.warning("%s after the answer failed: %s", getattr(fn, "__name__", fn), e)
+            except Exception:
+                LOG.exception("%s after the answer failed", getattr(fn, "__name__", fn))
