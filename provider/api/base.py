@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import gc
 import importlib
 import json
 import logging
@@ -68,6 +69,7 @@ class Api:
                     store = Store.open(self.config, SERVER_CALLER)
                     store.backend()  # resolved once, shared by every request's store
                     self._store = store
+                    gc.freeze()  # the store lives as long as the worker: no collection walks it
         return self._store
 
     def store_for(self, req: falcon.Request) -> Store:

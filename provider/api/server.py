@@ -7,6 +7,7 @@ chunks straight into the backend and file downloads go out through ``wsgi.file_w
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -40,6 +41,7 @@ class Server(BaseApplication):
             "loglevel": self.log_level,
             "proc_name": "atoll-serve",
             "limit_request_field_size": 16384,
+            "post_worker_init": _freeze_loaded,
         }
         if "control_socket_disable" in self.cfg.settings:
             # One shared ~/.gunicorn/gunicorn.ctl would clash between servers on one host.
@@ -57,6 +59,13 @@ class Server(BaseApplication):
         root.handlers[:] = [handler]
         root.setLevel(self.log_level.upper())
         return create_app(self.atoll_config).app
+
+
+def _freeze_loaded(worker: Any) -> None:
+    """Move what the worker loaded (modules, the application) out of the cyclic collector's reach: a
+    page of 1,000 images allocates enough to start a full collection every few requests, and walking
+    the loaded objects each time doubled that request's 99th percentile."""
+    gc.freeze()
 
 
 def serve(config: Config, log_level: str = "info") -> None:
