@@ -164,7 +164,7 @@ def _live_grow_and_snapshot(store: Store, guest: qemu.Guest, key: Path, offset: 
 
 
 WRITER = (
-    "mkdir -p /mnt/d && mount /dev/{dev} /mnt/d && "
+    "mkdir -p /mnt/d && mount /dev/{dev} /mnt/d || exit 1; "
     "setsid sh -c 'i=0; while :; do dd if=/dev/urandom of=/mnt/d/f$((i % 40)) bs=64k count=16 conv=fsync "
     "status=none; i=$((i + 1)); done' </dev/null >/dev/null 2>&1 & "
     "sleep 3; ls /mnt/d | wc -l"
