@@ -249,9 +249,9 @@ def main() -> int:
         HEADING,
         "",
         f"Machine: {os.cpu_count()} cores, kernel {platform.release()}, load average "
-        f"{os.getloadavg()[0]:.1f} (shared with other jobs); atoll serve with {args.workers} gunicorn "
-        f"gthread workers x 16 threads, qcow2 store, SQLite catalog. Transfers of {args.size} "
-        "(incompressible, not sparse); clients and server on the same machine.",
+        f"{os.getloadavg()[0]:.1f} at the end (mostly the run's own closed-loop rows); atoll serve with "
+        f"{args.workers} gunicorn gthread workers x 16 threads, qcow2 store, SQLite catalog. Transfers of "
+        f"{args.size} (incompressible, not sparse); clients and server on the same machine.",
         "",
         "| path | upload MiB/s | download MiB/s | upload vs CLI | upload vs dd | download vs CLI |",
         "|---|---|---|---|---|---|",
