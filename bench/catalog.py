@@ -302,10 +302,10 @@ def main() -> int:
         header = (
             "## Catalog at scale (bench/catalog.py)\n\n"
             f"`sudo .venv/bin/python bench/catalog.py --volumes {args.volumes} --runs {args.runs}`. Machine: "
-            f"{os.cpu_count()} cores, kernel {platform.release()}, shared with other jobs (load average "
-            f"{load} at the end of the run). qcow2 store; medians. The extra volumes are catalog rows "
-            "inserted in bulk (a listing reads only the catalog); clones and the parallel operations use "
-            "real volumes.\n\n"
+            f"{os.cpu_count()} cores, kernel {platform.release()}, load average {load} at the end of "
+            "the run (mostly the run's own 32 parallel operations). qcow2 store; medians. The extra "
+            "volumes are catalog rows inserted in bulk (a listing reads only the catalog); clones and the "
+            "parallel operations use real volumes.\n\n"
         )
         write_section("## Catalog at scale (bench/catalog.py)", header + text + "\n")
     return 0
