@@ -1,4 +1,4 @@
-"""``atoll volume …``: create, snapshot, grow, delete, list, show; attach, detach, open, close."""
+"""``atoll volume …``: create, snapshot, grow, reimage, delete, list, show; attach, detach, open, close."""
 
 from __future__ import annotations
 
@@ -74,6 +74,25 @@ def snapshot(obj: Context, volume: str, name: str) -> None:
 def grow(obj: Context, volume: str, size: int) -> None:
     """Grow VOLUME to SIZE (idempotent when it already has that size)."""
     print_resource(obj, obj.store.volumes.grow(volume, size))
+
+
+@group.command(
+    epilog="""\b
+Examples:
+  atoll volume reimage web1                      # web1 holds debian-12 again, as when it was cloned
+  atoll customize web1 --hostname web1           # then customize it again if it should be
+"""
+)
+@click.argument("volume", metavar="VOLUME")
+@pass_ctx
+def reimage(obj: Context, volume: str) -> None:
+    """Make VOLUME a fresh thin clone of what it was cloned from again: its data is discarded, no data is
+    copied; its name, id, size and snapshots stay.
+
+    The volume must not be attached. It is not customized again: run 'atoll customize VOLUME'. An rbd
+    volume whose snapshots still read its data cannot be reimaged.
+    """
+    print_resource(obj, obj.store.volumes.reimage(volume))
 
 
 @group.command()

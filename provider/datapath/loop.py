@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ from provider.errors import DataPathError, InUse
 
 LOG = logging.getLogger(__name__)
 SYS_BLOCK = Path("/sys/block")
+BLKFLSBUF = 0x1261  # linux/fs.h: _IO(0x12, 97)
 
 
 def _sys(dev: str) -> Path:
@@ -52,6 +54,16 @@ def attach(
         # NOTE: losetup falls back to buffered I/O silently when the file cannot do O_DIRECT.
         LOG.warning("%s on %s runs without direct I/O (the file refused O_DIRECT)", dev, path)
     return dev
+
+
+def drop_cache(dev: str) -> None:
+    """Write back, then forget, the pages the kernel caches for ``dev`` (BLKFLSBUF): after the content
+    under it was replaced, the next read goes down to the new one."""
+    fd = os.open(dev, os.O_RDONLY)
+    try:
+        fcntl.ioctl(fd, BLKFLSBUF, 0)
+    finally:
+        os.close(fd)
 
 
 def uses_direct_io(dev: str) -> bool:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from atoll_common.rollback import rollback
 from provider.backends.base import SnapshotLayout, SnapshotResult
 from provider.datapath import daemon, health, loop
-from provider.datapath.base import Attacher, Request
+from provider.datapath.base import Attacher, Request, flush
 from provider.datapath.daemon import EXPORT_ID, DaemonDir
 from provider.datapath.qmp import Qmp, QmpError
 from provider.errors import DataPathError, InUse
@@ -212,6 +212,40 @@ class QsdAttacher(Attacher):
                 q.execute("blockdev-snapshot", node=top, overlay=new)
                 undo.clear()
 
+    def reclone(self, res: Resource, att: Attachment, new_locator: str, base_locator: str) -> bool:
+        """The export serves ``new_locator`` (an empty overlay of ``base_locator``) from now on: the new
+        node goes on top of whatever is served (in-flight requests drain first), is reopened onto the
+        base, and the old layers are closed. What the host cached of the old content is written back
+        before and dropped after, so the attached device reads the fresh clone at once."""
+        if att.readonly:
+            return False
+        d = self._dir(res.id)
+        flush(att)
+        with Qmp(d.qmp) as q:
+            old = export_node(q)
+            try:
+                base = node_for_file(q, self.backend.path(base_locator))
+            except DataPathError as e:
+                LOG.warning("%s cannot be re-cloned live (%s): copying instead", res.name, e)
+                return False
+            new = node_name()
+            spec = self._overlay(new, new_locator)
+            spec["file"] = {**spec["file"], "node-name": new + "-file"}
+            q.execute("blockdev-add", **spec)
+            try:
+                q.execute("blockdev-snapshot", node=old, overlay=new)
+            except QmpError:
+                _blockdev_del(q, new)
+                raise
+            # NOTE: from here the daemon has the new file open: a failure leaves it for fsck.
+            q.execute("blockdev-reopen", options=[{**spec, "file": new + "-file", "backing": base}])
+            _close_unused(q, keep={new, new + "-file"})
+        if att.device is not None:  # kernelspace: a loop device on the FUSE file
+            for dev in loop.find(d.fuse):
+                loop.drop_cache(dev)
+            _drop_file_cache(d.fuse)
+        return True
+
     def _overlay(self, node: str, locator: str) -> dict[str, Any]:
         return {
             "driver": "qcow2",
@@ -243,6 +277,31 @@ class QsdAttacher(Attacher):
 
 def _blockdev_del(q: Qmp, node: str) -> None:
     q.execute("blockdev-del", **{"node-name": node})
+
+
+def _close_unused(q: Qmp, keep: set[str]) -> None:
+    """Close every node added by name, outside ``keep``, that nothing uses any more; a layer closes
+    before the layer under it, so repeat until a round closes nothing."""
+    closed = True
+    while closed:
+        closed = False
+        for n in _nodes(q):
+            if n["node-name"].startswith("#") or n["node-name"] in keep:
+                continue  # QEMU's own child nodes go with their parents
+            try:
+                _blockdev_del(q, n["node-name"])
+                closed = True
+            except QmpError:
+                pass  # still in use
+
+
+def _drop_file_cache(path: Path) -> None:
+    """Forget the kernel's pages of the FUSE file (the loop device reads through them)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
 
 
 def export_node(q: Qmp) -> str:

@@ -2,8 +2,10 @@
 ``customization/ganeti_os/``: ``create`` customizes the instance's disk; ``export``/``import`` stream it
 for ``gnt-backup``; ``rename`` and ``verify``.
 
-``create`` on an Atoll clone only customizes (the clone already holds the image); on any other disk, or on
-``gnt-instance reinstall``, it first copies the image onto the disk as snf-image does.
+``create`` on an Atoll clone only customizes (the clone already holds the image). On
+``gnt-instance reinstall`` of a clone it first makes the volume a fresh clone of its origin again
+(reflink and qcow2; no data copied); on any other disk, or an rbd volume, it first copies the image
+onto the disk as snf-image does.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def create(environ: Mapping[str, str]) -> None:
     copy = _install_source(store, vol, request, reinstall)
     if copy is not None and vol is not None and copy.id == vol.parent and osglue.reclone(store, vol, copy):
         copy = None  # reinstall from the origin: a fresh clone again, nothing to copy
+        vol = store.volumes.get(vol.id)  # a layered volume has a new top now
     with osglue.raw_path(store, vol, environ.get("DISK_0_PATH")) as disk:
         if copy is not None:
             osglue.copy_image(store, copy, disk)

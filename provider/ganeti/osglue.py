@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from provider.backends.base import Capability
 from provider.backends.reflink import ReflinkBackend
 from provider.errors import InvalidInput, NotFound
-from provider.services import Resource, Store
+from provider.services import Resource, Store, volume_reclone
 from provider.services.local_disk import local_disk
 from provider.utils.sizes import format_size
 
@@ -60,17 +61,18 @@ def is_origin(store: Store, vol: Resource, ref: str) -> bool:
 
 
 def reclone(store: Store, vol: Resource, origin: Resource) -> bool:
-    """Reinstall without copying: ``vol`` becomes a fresh thin clone of ``origin`` again, in place, where
-    the backend can (reflink: the same file, so the attached device stays); False: copy instead.
-    NOTE: qcow2 and rbd volumes are still copied onto: their data path keeps the old layers open."""
+    """Reinstall without copying: ``vol`` becomes a fresh thin clone of ``origin`` again — reflink: the
+    same file, cloned over in place; qcow2: a new top over the origin that the attached daemon serves
+    at once. False where the backend or the data path cannot (rbd is copied onto)."""
     backend = store.backend(vol.backend)
-    if (
-        not isinstance(backend, ReflinkBackend)
-        or origin.backend != vol.backend
-        or origin.disk_format != "raw"
-    ):
-        return False
-    backend.reclone(vol.locator, origin.locator, vol.size)
+    if isinstance(backend, ReflinkBackend):
+        if origin.backend != vol.backend or origin.disk_format != "raw":
+            return False
+        backend.reclone(vol.locator, origin.locator, vol.size)
+    else:
+        layered = bool(backend.capabilities & Capability.LAYERED)
+        if not layered or not volume_reclone.reclone(store.volumes, vol, origin):
+            return False
     LOG.info("volume %s is a fresh clone of %s again (%s)", vol.name, origin.name, format_size(vol.size))
     return True
 

@@ -318,6 +318,19 @@ class DataPath(Service):
             )
         return attacher, att
 
+    def switch_to_clone(self, res: Resource, new_locator: str, base_locator: str) -> bool:
+        """Have the data path of ``res`` serve ``new_locator``, a fresh clone of ``base_locator``, where
+        it is attached. True: it does now, or ``res`` is attached nowhere; False: it is attached in a way
+        that cannot switch (another host, a libvirt domain, read-only, a backend without layers)."""
+        with self.catalog.read() as conn:
+            rows = conn.execute(select(t.attachments).where(t.attachments.c.resource_id == res.id)).all()
+        if not rows:
+            return True
+        live = self._live(res)
+        if live is None or len(rows) > 1 or live[1].domain is not None or live[1].direct:
+            return False
+        return live[0].reclone(res, live[1], new_locator, base_locator)
+
     def live_grow(self, res: Resource, size: int) -> bool:
         """Grow an attached volume through its data path; False when it is not attached here."""
         live = self._live(res)

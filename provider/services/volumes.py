@@ -16,6 +16,7 @@ from provider.backends.base import Capability, SnapshotLayout, SnapshotResult
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, AtollError, Conflict, InvalidInput, NotFound, StorageFull
 from provider.model import Resource
+from provider.services import volume_reclone
 from provider.services.base import Service, name_key, res_key
 from provider.services.chains import Chains
 from provider.services.customize import Progress
@@ -323,6 +324,10 @@ class VolumeService(Service):
                     update(t.resources).where(t.resources.c.id == vol.id).values(size=size, updated_at=now())
                 )
         return self.get(vol.id)
+
+    def reimage(self, ref: str) -> Resource:
+        """Make the volume a fresh clone of its origin again (no data copied); refused while attached."""
+        return volume_reclone.reimage(self, ref)
 
     def delete(self, ref: str) -> None:
         """Delete a volume; snapshots taken from it stay (their data is kept while they need it)."""

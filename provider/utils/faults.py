@@ -19,6 +19,8 @@ FAILPOINTS: dict[str, str] = {
     "snapshot.after-backend": "volume snapshot (offline or live): taken, not yet linked in the catalog",
     "chain.after-rebase": "qcow2 chain merge: the volume reads from the lower layer, catalog not rewired",
     "grow.after-backend": "volume grow (offline or live): the disk is larger, the catalog says the old size",
+    "reclone.after-backend": "volume reimage (and Ganeti reinstall): the new top exists, served if the "
+    "volume is attached, the catalog still names the old one",
     "collect.before-remove": "delete and collection: the catalog forgot the files, they are still on disk",
     "attach.after-daemon": "attach of a qcow2 volume: its qemu-storage-daemon is up, no device yet",
     "attach.after-lock": "attach of an rbd volume: its RBD lock is taken, nothing mapped yet",

@@ -16,6 +16,8 @@ import pytest
 from provider.datapath import loop
 from provider.datapath.daemon import DaemonDir, pid_of
 from provider.errors import InUse
+from provider.services import volume_reclone
+from provider.services.local_disk import local_disk
 from tests.conftest import StoreEnv
 from tests.datapath import writer
 from tests.datapath.conftest import (
@@ -222,3 +224,44 @@ def test_qcow2_chains_stay_bounded(tmp_path: Path, checked: list[StoreEnv], atta
     chain = {loc for loc, _ in backend.chain(volumes.show(vid).locator)}
     assert len(chain) <= 4 and disks.image.locator in chain
     assert set(backend.list_locators()) == chain, "layers nothing reads through were not collected"
+
+
+@pytest.mark.parametrize("userspace", [False, True], ids=["kernelspace", "userspace"])
+def test_qcow2_reclone_switches_the_running_daemon(
+    qenv: StoreEnv, qdisks: Disks, tmp_path: Path, userspace: bool
+) -> None:
+    """A reinstall's re-clone of an attached volume: the same daemon serves a new empty top over the
+    image at once (what the host cached of the old content is gone), a snapshot taken before keeps its
+    data, the old top is closed and removed, and fsck is clean."""
+    store = qdisks.store
+    volumes = store.volumes
+    vid = qdisks.volume("r")
+    att = volumes.attach("r", userspace=userspace)
+    if att.device is not None:
+        write_direct(att.device, 8192, b"o" * BLOCK)
+        volumes.snapshot("r", "before")  # live: the chain is new top -> frozen old top -> image
+        write_direct(att.device, 16384, b"n" * BLOCK)
+        assert read_at(att.device, 16384, BLOCK) == b"n" * BLOCK  # now in the device's page cache
+    else:
+        volumes.snapshot("r", "before")
+    pid = pid_of(DaemonDir.for_resource(qenv.config.run_dir, vid))
+    vol = volumes.show("r")
+    assert vol.parent is not None
+    assert volume_reclone.reclone(volumes, vol, volumes.get(vol.parent))
+    now = volumes.show("r")
+    backend = store.backend(now.backend)
+    assert now.locator != vol.locator and not backend.path(vol.locator).exists()
+    assert pid_of(DaemonDir.for_resource(qenv.config.run_dir, vid)) == pid  # switched, not restarted
+    if att.device is not None:
+        assert read_at(att.device, 16384, BLOCK) == read_at(str(qdisks.raw), 16384, BLOCK)
+        assert sha256_file(att.device, IMAGE_SIZE) == qdisks.digest
+    else:
+        assert att.uri is not None
+        copy = tmp_path / "served.raw"
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "raw", att.uri, str(copy)], check=True)
+        assert sha256_file(copy) == qdisks.digest
+    volumes.detach("r")
+    if att.device is not None:
+        with local_disk(store, "before", writable=False) as snap:
+            assert read_at(snap, 8192, BLOCK) == b"o" * BLOCK
+    assert store.fsck.run().clean

@@ -153,10 +153,14 @@ def test_instance_lifecycle(ganeti_env: GanetiEnv, ssh_public_key: str) -> None:
     assert not [r for r in store.images.list(include_snapshots=True) if r.name.endswith(".snap")]
     cluster.gnt("gnt-backup", "remove", name)
 
-    # reinstall: the origin is copied back and customized again (the secret password is not kept by
-    # Ganeti, so root's password is the image's again; the public parameters are)
+    # reinstall: a fresh clone of the origin again, no data copied, customized again (the secret
+    # password is not kept by Ganeti, so root's password is the image's again; the public parameters are)
     cluster.gnt("gnt-instance", "stop", name)
     cluster.gnt("gnt-instance", "reinstall", "-f", "-O", "hostname=reborn", name)
+    again = store.volumes.show(vol.id)
+    assert again.parent == vol.parent and again.size == 768 << 20
+    if again.backend == "qcow2":  # a new top over the origin (a reflinked file counts what it shares)
+        assert store.backend(again.backend).allocated_bytes(again.locator) < 64 << 20
     assert _activate(ganeti_env, name).startswith("/dev/")
     assert ganeti_env.read("/etc/hostname").strip() == "reborn"
     assert ganeti_env.read("/etc/shadow").startswith("root:*:")

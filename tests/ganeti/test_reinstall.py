@@ -1,12 +1,14 @@
 """``gnt-instance reinstall`` as the OS definition sees it: the disk is attached, INSTANCE_REINSTALL=1.
 
-On reflink the volume becomes a fresh clone of its origin again, in place (no data copied, the attached
-device keeps working, nothing of the old data stays); qcow2 volumes still get the origin copied onto
-them (their data path holds the old layers open), which rewrites the image's range only.
+The volume becomes a fresh clone of its origin again, no data copied, and the attached device keeps
+working and shows nothing of the old data: on reflink the file is cloned over in place; on qcow2 a new
+top over the origin is created and the running qemu-storage-daemon switches to it (the old top is closed
+and removed).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from provider.services.local_disk import local_disk
@@ -19,7 +21,7 @@ MIB = 1 << 20
 OS_ENV = {"OS_API_VERSION": "20", "OS_NAME": "atoll", "OS_VARIANT": "default", "DEBUG_LEVEL": "0"}
 
 
-def test_reinstall_reclones_reflink_volumes_in_place(installed_each: Installed, guest_image: Path) -> None:
+def test_reinstall_reclones_the_volume_without_copying(installed_each: Installed, guest_image: Path) -> None:
     need_root()
     installed = installed_each
     register_image(installed.env, guest_image, "guest")
@@ -42,6 +44,7 @@ def test_reinstall_reclones_reflink_volumes_in_place(installed_each: Installed, 
         for off in range(0, size_mib * MIB, 16 * MIB):
             dev.seek(off)
             dev.write(b"old instance data" * 241)
+        os.fsync(dev.fileno())  # the instance shut down cleanly
     store = installed.env.open()
     vol = store.volumes.show(VOL)
     backend = store.backend(vol.backend)
@@ -51,22 +54,38 @@ def test_reinstall_reclones_reflink_volumes_in_place(installed_each: Installed, 
         installed.os, "create", **{**env, "INSTANCE_NAME": "vm2", "INSTANCE_REINSTALL": "1"}
     )
     assert again.returncode == 0, again.stderr
-    with open(device, "rb") as dev:  # read through the attached device
-        old = dev.read()
-    # the copy path rewrites the image's range only: past it the old blocks stay (as free space)
-    checked = len(old) if vol.backend == "reflink" else guest_image.stat().st_size
-    assert b"old instance data" not in old[:checked]
-    disk = backend.path(vol.locator)
-    if vol.backend == "reflink":
-        assert "is a fresh clone of guest again" in again.stderr and "copying" not in again.stderr
-        assert backend.allocated_bytes(vol.locator) < min(dirty, 32 * MIB)  # shares the origin's data
-        assert guest.read_file(disk, "/etc/hostname").strip() == "vm2"
-        guest.assert_fs_fills_partition(disk)
-    else:
-        assert "copying guest" in again.stderr
+    assert "is a fresh clone of guest again" in again.stderr and "copying" not in again.stderr
+    with open(device, "rb") as dev:  # read through the device Ganeti attached before the reinstall
+        assert b"old instance data" not in dev.read()
+    now = store.volumes.show(VOL)
+    assert backend.allocated_bytes(now.locator) < min(dirty, 32 * MIB)  # shares the origin's data
+    assert now.size == size_mib * MIB and now.parent == vol.parent
+    if vol.backend == "reflink":  # cloned over in place
+        assert now.locator == vol.locator
+        assert guest.read_file(backend.path(vol.locator), "/etc/hostname").strip() == "vm2"
+        guest.assert_fs_fills_partition(backend.path(vol.locator))
+    else:  # a new top over the origin, served by the same daemon; the old top is closed and removed
+        assert now.locator != vol.locator and not backend.path(vol.locator).exists()
         assert guest.read_file(device, "/etc/hostname").strip() == "vm2"
-    assert store.volumes.show(VOL).size == size_mib * MIB and store.volumes.show(VOL).parent == vol.parent
+        assert _open_by_any_process(backend.path(vol.locator)) == []
+        assert installed.ext("detach", VOL_NAME=VOL).returncode == 0
+        with local_disk(store, VOL, writable=False) as disk:  # what the next attach serves
+            assert guest.read_file(disk, "/etc/hostname").strip() == "vm2"
+            guest.assert_fs_fills_partition(disk)
     assert installed.ext("remove", VOL_NAME=VOL).returncode == 0
+
+
+def _open_by_any_process(path: Path) -> list[str]:
+    """The /proc fd links that still point at ``path`` (a removed file shows `` (deleted)``)."""
+    found = []
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.removesuffix(" (deleted)") == str(path):
+            found.append(str(fd))
+    return found
 
 
 def test_os_create_on_a_qcow2_disk_attached_in_userspace(installed: Installed, guest_image: Path) -> None:

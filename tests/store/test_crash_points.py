@@ -48,6 +48,7 @@ SCENARIOS: dict[str, tuple[list[list[str]], list[str]]] = {
         [["volume", "create", "v2", "--from", "base", "--no-customize"]],
         ["volume", "delete", "v2"],
     ),
+    "reclone.after-backend": ([], ["volume", "reimage", "v1"]),
     "attach.after-daemon": ([], ["volume", "attach", "v1"]),
     "attach.after-lock": ([], ["volume", "attach", "v1"]),
     "attach.after-datapath": ([], ["volume", "attach", "v1"]),
@@ -77,6 +78,7 @@ ONLY = {  # the steps some backends have and others do not
     "attach.after-daemon": ["qcow2"],  # the qemu-storage-daemon of qcow2 volumes
     "detach.after-loop": ["qcow2"],
     "attach.after-lock": ["rbd"],  # the RBD lock of a read-write attach
+    "reclone.after-backend": FILE_BACKENDS,  # v1's rbd snapshot reads its image: reimage is refused
 }
 CASES = [
     pytest.param(backend, point, id=f"{backend}-{point}")
