@@ -21,9 +21,10 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 
-def reclone(volumes: VolumeService, vol: Resource, origin: Resource) -> bool:
+def reclone(volumes: VolumeService, vol: Resource, origin: Resource, *, live: bool = True) -> bool:
     """Make ``vol`` a fresh clone of ``origin`` (its parent) again: the backend clones a new top, the
-    data path serves it if the volume is attached, the catalog records it, and the old top is removed
+    data path serves it if the volume is attached (``live``; otherwise an attached volume is refused,
+    under the volume's lock, which attach takes too), the catalog records it, and the old top is removed
     after the commit. False, with nothing changed, where that cannot be done (another resource still
     reads the volume's top, or its data path cannot switch): the caller copies instead.
 
@@ -33,6 +34,8 @@ def reclone(volumes: VolumeService, vol: Resource, origin: Resource) -> bool:
         with volumes.catalog.read() as conn:
             vol = volumes.load(conn, vol.id)
             needed = conn.execute(select(t.deps.c.resource_id).where(t.deps.c.requires_id == vol.id)).first()
+        if not live:
+            volumes.datapath.refuse_if_attached(vol, "reimage it")
         if vol.parent != origin.id or origin.backend != vol.backend or needed is not None:
             return False
         backend = volumes.store.backend(vol.backend)
@@ -58,7 +61,6 @@ def reclone(volumes: VolumeService, vol: Resource, origin: Resource) -> bool:
 def reimage(volumes: VolumeService, ref: str) -> Resource:
     """``atoll volume reimage``: ``ref`` (not attached) holds its origin's data again, uncustomized."""
     vol = volumes.get(ref, "volume")
-    volumes.datapath.refuse_if_attached(vol, "reimage it")
     if vol.parent is None:
         raise InvalidInput(
             "volume %(name)s was created empty: there is no image to reimage it from", name=vol.name
@@ -67,7 +69,7 @@ def reimage(volumes: VolumeService, ref: str) -> Resource:
         origin = volumes.get(vol.parent)
     except NotFound:
         raise NotFound(what=f"image volume {vol.name} was cloned from", ref=vol.parent) from None
-    if not reclone(volumes, vol, origin):
+    if not reclone(volumes, vol, origin, live=False):
         raise CapabilityNotSupported(
             backend=vol.backend, operation="reimage a volume whose snapshots still read its data"
         )
