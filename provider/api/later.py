@@ -1,10 +1,13 @@
 """Work a request leaves for after its answer: one daemon thread per server worker process runs it in
 order. Only work that may be lost belongs here (a worker that stops drops what is queued): today the
-sha256 of an uploaded object, which ``atoll fsck --scrub`` computes for any resource that has none."""
+sha256 of an uploaded object, which ``atoll fsck --scrub`` computes for any resource that has none.
+The thread runs at the lowest CPU priority (nice 19, for this thread and the hash threads it starts):
+it yields to requests in flight, so a client's next upload is not slowed by the last one's digest."""
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -13,6 +16,7 @@ from typing import Any
 from provider.errors import AtollError
 
 LOG = logging.getLogger(__name__)
+NICE = 19
 
 
 class Later:
@@ -32,6 +36,10 @@ class Later:
                 self._thread.start()
 
     def _loop(self) -> None:
+        try:  # Linux: a thread's own priority (threads it starts inherit it)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+        except OSError as e:
+            LOG.warning("work after the answer keeps the normal priority: %s", e)
         while True:
             fn, args = self._queue.get()
             try:

@@ -101,9 +101,9 @@ def extstorage_files(python: str, config: str | None, path: list[str] | None = N
     return [*files, File("parameters.list", _parameters(ext_env.PARAMETERS))]
 
 
-def os_files(python: str, config: str | None) -> list[File]:
+def os_files(python: str, config: str | None, path: list[str] | None = None) -> list[File]:
     files = [
-        File(action, shim(python, "provider.ganeti.osdef", action, "OS definition", config), True)
+        File(action, shim(python, "provider.ganeti.osdef", action, "OS definition", config, path), True)
         for action in OS_ACTIONS
     ]
     return [
@@ -114,10 +114,11 @@ def os_files(python: str, config: str | None) -> list[File]:
     ]
 
 
-def hook_files(python: str, config: str | None) -> list[File]:
+def hook_files(python: str, config: str | None, path: list[str] | None = None) -> list[File]:
+    module = "provider.ganeti.hooks"
     return [
-        File(f"{path}-post.d/{name}", shim(python, "provider.ganeti.hooks", action, "hook", config), True)
-        for path, name, action in HOOKS
+        File(f"{where}-post.d/{name}", shim(python, module, action, "hook", config, path), True)
+        for where, name, action in HOOKS
     ]
 
 
@@ -174,11 +175,12 @@ def install(
     if config is not None:
         config = os.path.abspath(config)
     changes: list[Change] = []
+    path = import_path(python)  # every script Ganeti runs starts without site (see shim)
     if extstorage_dir is not None:
-        changes += write_tree(extstorage_dir / NAME, extstorage_files(python, config, import_path(python)))
+        changes += write_tree(extstorage_dir / NAME, extstorage_files(python, config, path))
         changes += ensure_log_dir(log_dir)
     if os_dir is not None:
-        changes += write_tree(os_dir / NAME, os_files(python, config))
+        changes += write_tree(os_dir / NAME, os_files(python, config, path))
     if hooks_dir is not None:
-        changes += write_tree(hooks_dir, hook_files(python, config))
+        changes += write_tree(hooks_dir, hook_files(python, config, path))
     return changes
