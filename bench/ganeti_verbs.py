@@ -3,8 +3,9 @@
 disk, ``verify``, ``setinfo``, ``open``, ``close``).
 
 Each call is a fresh process started the way Ganeti starts it (the provider's script, nothing but the
-VOL_*/EXTP_* variables in the environment). Needs root (loop devices, the XFS for reflink). Run through
-bench/ganeti.py (``--part verbs``).
+VOL_*/EXTP_* variables in the environment); Atoll's scripts hand the call to the verb server (up before
+the first measured call), and a column with ``--no-prefork`` scripts shows the cold start. Needs root
+(loop devices, the XFS for reflink). Run through bench/ganeti.py (``--part verbs``).
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ def ext(directory: Path, verb: str, env: dict[str, str]) -> float:
     return call([str(directory / verb)], {"VOL_NAME": VOL, **env}, directory)
 
 
-def atoll_provider(backend: str, store_dir: Path, base: Path, image: Path) -> Path:
-    """Atoll's scripts for a fresh store on ``backend``, with volume VOL cloned from ``img`` and attached."""
+def atoll_provider(backend: str, store_dir: Path, base: Path, image: Path, prefork: bool = True) -> Path:
+    """Atoll's scripts for a fresh store on ``backend``, with volume VOL cloned from ``img`` and attached
+    (``prefork``: the calls go to the verb server, which the first of these calls starts)."""
     env = make_store_env(backend, store_dir, "")
     register_image(env, image, "img")
     dirs = {name: base / name for name in ("extstorage", "os", "hooks", "logs")}
@@ -93,11 +95,28 @@ def atoll_provider(backend: str, store_dir: Path, base: Path, image: Path) -> Pa
         os_dir=dirs["os"],
         hooks_dir=dirs["hooks"],
         log_dir=dirs["logs"],
+        prefork=prefork,
     )
     provider = dirs["extstorage"] / "atoll"
     ext(provider, "create", {"VOL_SIZE": "64", "EXTP_ORIGIN": "img"})
     ext(provider, "attach", {"EXTP_ACCESS": "kernelspace"})
     return provider
+
+
+def server_up(provider: Path, prefix: tuple[str, ...] = ()) -> None:
+    """Call ``provider``'s verify until the verb server is up (the first call on a node starts it);
+    ``prefix`` runs the calls where Ganeti runs them (``nsenter --uts=…``: a server per namespace)."""
+    key = install.server_key(sys.executable, install.import_path(sys.executable) or [])
+    where = f"from provider.ganeti import relay; print(relay.socket_path({key!r}))"
+    probe = [*prefix, sys.executable, "-c", where]
+    socket = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(socket):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no verb server at {socket} after a minute")
+        verify = [*prefix, str(provider / "verify")]
+        subprocess.run(verify, env={"VOL_NAME": VOL}, capture_output=True, check=False)
+        time.sleep(0.5)
 
 
 def measure(runs: int) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
@@ -109,7 +128,11 @@ def measure(runs: int) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
         providers = {
             "Atoll qcow2": atoll_provider("qcow2", base / "qcow2-store", base / "qcow2", image),
             "Atoll reflink": atoll_provider("reflink", mnt / "store", base / "reflink", image),
+            "Atoll qcow2 --no-prefork": atoll_provider(
+                "qcow2", base / "cold-store", base / "cold", image, prefork=False
+            ),
         }
+        server_up(providers["Atoll qcow2"])
         trivial = install_trivial(base / "trivial")
         trivial_env = {"TRIVIAL_DIR": str(base / "trivial-disks")}
         ext(trivial, "create", {**trivial_env, "VOL_SIZE": "64"})

@@ -64,9 +64,22 @@ Examples:
     multiple=True,
     help="Leave one part out (repeatable).",
 )
+@click.option(
+    "--prefork/--no-prefork",
+    default=True,
+    show_default=True,
+    help="Scripts hand their calls to a per-node verb server that has Atoll imported already (started "
+    "on first use, exits when idle or upgraded); --no-prefork runs every call in its own interpreter.",
+)
 @pass_ctx
 def install_cmd(
-    obj: Context, extstorage_dir: Path, os_dir: Path, hooks_dir: Path, python: str, skip: tuple[str, ...]
+    obj: Context,
+    extstorage_dir: Path,
+    os_dir: Path,
+    hooks_dir: Path,
+    python: str,
+    skip: tuple[str, ...],
+    prefork: bool,
 ) -> None:
     """Install the provider, OS definition and hooks on this node (idempotent).
 
@@ -79,6 +92,7 @@ def install_cmd(
         extstorage_dir=None if "extstorage" in skip else extstorage_dir,
         os_dir=None if "os" in skip else os_dir,
         hooks_dir=None if "hooks" in skip else hooks_dir,
+        prefork=prefork,
     )
     data = [{"path": str(c.path), "state": c.state} for c in changes]
     emit(obj, data, lambda: print_table(["STATE", "PATH"], [[c.state, c.path] for c in changes]))

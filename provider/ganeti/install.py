@@ -8,6 +8,7 @@ Installing twice changes nothing; files are replaced atomically.
 from __future__ import annotations
 
 import grp
+import hashlib
 import json
 import logging
 import os
@@ -48,11 +49,19 @@ class Change:
 
 
 def shim(
-    python: str, module: str, action: str, what: str, config: str | None, path: list[str] | None = None
+    python: str,
+    module: str,
+    action: str,
+    what: str,
+    config: str | None,
+    path: list[str] | None = None,
+    prefork: bool = False,
 ) -> str:
     """The script Ganeti runs. With ``path`` (the interpreter's import path, found at install time) the
     interpreter starts without ``site`` (-S): no .pth file or import hook is processed on every call,
-    which is most of a short verb's cost."""
+    which is most of a short verb's cost. With ``prefork`` too, it imports only provider.ganeti.relay
+    and hands the call to the node's verb server (provider.ganeti.prefork), where Atoll is imported
+    already; without a server it runs the call itself."""
     lines = [
         "#!/bin/sh",
         f"# Atoll {what}, {action}: a shim into {module} (written by `atoll ganeti install`).",
@@ -60,14 +69,23 @@ def shim(
     if config:
         lines += [f"ATOLL_CONFIG={shlex.quote(config)}", "export ATOLL_CONFIG"]
     if path:
-        code = (
-            f"import sys; sys.path += [p for p in {json.dumps(path)} if p not in sys.path]; "
-            f"from {module} import main; sys.exit(main())"
+        key = server_key(python, path)
+        entry = (
+            f"from provider.ganeti.relay import main; sys.exit(main({key!r}, {module!r}))"
+            if prefork
+            else f"from {module} import main; sys.exit(main())"
         )
+        code = f"import sys; sys.path += [p for p in {json.dumps(path)} if p not in sys.path]; {entry}"
         lines.append(f'exec {shlex.quote(python)} -S -P -c {shlex.quote(code)} {action} "$@"')
     else:
         lines.append(f'exec {shlex.quote(python)} -P -m {module} {action} "$@"')
     return "\n".join(lines) + "\n"
+
+
+def server_key(python: str, path: list[str]) -> str:
+    """Names the verb server of one installation (interpreter and import path): shims of another
+    installation on the same node never reach it."""
+    return hashlib.sha256(json.dumps([python, path]).encode()).hexdigest()[:16]
 
 
 PATH_PROBE = (
@@ -91,19 +109,24 @@ def _parameters(params: Iterable[tuple[str, str]]) -> str:
     return "".join(f"{name} {description}\n" for name, description in params)
 
 
-def extstorage_files(python: str, config: str | None, path: list[str] | None = None) -> list[File]:
+def extstorage_files(
+    python: str, config: str | None, path: list[str] | None = None, prefork: bool = False
+) -> list[File]:
     """The verbs (their latency is Ganeti's: ``path`` gives them the quick start, see :func:`shim`)."""
     module = "provider.ganeti.extstorage"
     files = [
-        File(verb, shim(python, module, verb, "ExtStorage provider", config, path), True)
+        File(verb, shim(python, module, verb, "ExtStorage provider", config, path, prefork), True)
         for verb in EXT_ACTIONS
     ]
     return [*files, File("parameters.list", _parameters(ext_env.PARAMETERS))]
 
 
-def os_files(python: str, config: str | None, path: list[str] | None = None) -> list[File]:
+def os_files(
+    python: str, config: str | None, path: list[str] | None = None, prefork: bool = False
+) -> list[File]:
+    module = "provider.ganeti.osdef"
     files = [
-        File(action, shim(python, "provider.ganeti.osdef", action, "OS definition", config, path), True)
+        File(action, shim(python, module, action, "OS definition", config, path, prefork), True)
         for action in OS_ACTIONS
     ]
     return [
@@ -114,10 +137,12 @@ def os_files(python: str, config: str | None, path: list[str] | None = None) -> 
     ]
 
 
-def hook_files(python: str, config: str | None, path: list[str] | None = None) -> list[File]:
+def hook_files(
+    python: str, config: str | None, path: list[str] | None = None, prefork: bool = False
+) -> list[File]:
     module = "provider.ganeti.hooks"
     return [
-        File(f"{where}-post.d/{name}", shim(python, module, action, "hook", config, path), True)
+        File(f"{where}-post.d/{name}", shim(python, module, action, "hook", config, path, prefork), True)
         for where, name, action in HOOKS
     ]
 
@@ -168,8 +193,10 @@ def install(
     os_dir: Path | None = DEFAULT_OS_DIR,
     hooks_dir: Path | None = DEFAULT_HOOKS_DIR,
     log_dir: Path = GANETI_LOG_DIR,
+    prefork: bool = True,
 ) -> list[Change]:
-    """Install the parts whose directory is given (None skips one); return what changed."""
+    """Install the parts whose directory is given (None skips one); return what changed. ``prefork``:
+    the scripts hand their calls to the node's verb server (see :func:`shim`)."""
     if not os.path.isabs(python) or not os.access(python, os.X_OK):
         raise BadConfiguration(reason=f"the interpreter {python!r} is not an absolute path to an executable")
     if config is not None:
@@ -177,10 +204,10 @@ def install(
     changes: list[Change] = []
     path = import_path(python)  # every script Ganeti runs starts without site (see shim)
     if extstorage_dir is not None:
-        changes += write_tree(extstorage_dir / NAME, extstorage_files(python, config, path))
+        changes += write_tree(extstorage_dir / NAME, extstorage_files(python, config, path, prefork))
         changes += ensure_log_dir(log_dir)
     if os_dir is not None:
-        changes += write_tree(os_dir / NAME, os_files(python, config, path))
+        changes += write_tree(os_dir / NAME, os_files(python, config, path, prefork))
     if hooks_dir is not None:
-        changes += write_tree(hooks_dir, hook_files(python, config, path))
+        changes += write_tree(hooks_dir, hook_files(python, config, path, prefork))
     return changes

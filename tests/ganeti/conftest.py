@@ -57,7 +57,8 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def make_installed(env: StoreEnv, base: Path) -> Installed:
+def make_installed(env: StoreEnv, base: Path, prefork: bool = True) -> Installed:
+    """The scripts as ``atoll ganeti install`` writes them (``prefork``: calls go to the verb server)."""
     dirs = {name: base / name for name in ("extstorage", "os", "hooks")}
     install.install(
         sys.executable,
@@ -66,6 +67,7 @@ def make_installed(env: StoreEnv, base: Path) -> Installed:
         os_dir=dirs["os"],
         hooks_dir=dirs["hooks"],
         log_dir=base / "no-ganeti-logs",
+        prefork=prefork,
     )
     return Installed(env, dirs["extstorage"] / "atoll", dirs["os"] / "atoll", dirs["hooks"])
 
@@ -84,11 +86,16 @@ def installed(plain_env: StoreEnv, tmp_path: Path) -> Installed:
 @pytest.fixture(params=["qcow2", "reflink"])
 def installed_each(request: pytest.FixtureRequest, tmp_path: Path) -> Installed:
     """The scripts on a store of each file backend (reflink on the session's loop-mounted XFS)."""
+    return installed_on(request, tmp_path)
+
+
+def installed_on(request: pytest.FixtureRequest, tmp_path: Path, prefork: bool = True) -> Installed:
+    """The scripts on a store of the backend ``request.param``."""
     path = tmp_path / "store"
     if request.param == "reflink":
         path = request.getfixturevalue("xfs_mount") / tmp_path.name
         request.addfinalizer(lambda: subprocess.run(["rm", "-rf", str(path)], check=False))
-    return make_installed(make_store_env(request.param, path, ""), tmp_path / "ganeti")
+    return make_installed(make_store_env(request.param, path, ""), tmp_path / "ganeti", prefork)
 
 
 def register_image(env: StoreEnv, path: Path, name: str) -> str:

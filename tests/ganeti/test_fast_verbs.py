@@ -3,6 +3,8 @@
 Each case runs the real entry point in a fresh interpreter with ``PYTHONPROFILEIMPORTTIME=1`` and asserts
 on the modules it imported (never on times): no SQLAlchemy means no ORM, no catalog migration check and
 no services on that call. The cases where a fast path is not sure check that the full path answers.
+The scripts here run every call in their own interpreter (``prefork=False``): that is the first call on
+a node, and every call with ``--no-prefork``; tests/ganeti/test_prefork.py covers the verb server.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from provider.datapath import loop
-from tests.conftest import make_store_env
-from tests.ganeti.conftest import Installed, add_image, last_line, make_installed
+from tests.conftest import StoreEnv, make_store_env
+from tests.ganeti.conftest import Installed, add_image, installed_on, last_line, make_installed
 from tests.helpers import need_root
 
 VOL = "0b6e3f2a-1c1d-4f0e-8a55-6d0c1e2f3a4b.ext.disk0"
@@ -44,6 +46,16 @@ def imported(stderr: str) -> set[str]:
 
 def heavy(modules: set[str], names: tuple[str, ...]) -> list[str]:
     return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
+
+
+@pytest.fixture
+def installed(plain_env: StoreEnv, tmp_path: Path) -> Installed:
+    return make_installed(plain_env, tmp_path / "ganeti", prefork=False)
+
+
+@pytest.fixture(params=["qcow2", "reflink"])
+def installed_each(request: pytest.FixtureRequest, tmp_path: Path) -> Installed:
+    return installed_on(request, tmp_path, prefork=False)
 
 
 def timed_ext(
@@ -141,7 +153,7 @@ def test_fast_verbs_fall_back_with_the_full_path_errors(installed: Installed, tm
 
 def test_verify_on_a_new_store_creates_its_catalog(tmp_path: Path) -> None:
     """No catalog yet: the fast path creates nothing and the full path initializes the store."""
-    inst = make_installed(make_store_env("qcow2", tmp_path / "store", ""), tmp_path / "ganeti")
+    inst = make_installed(make_store_env("qcow2", tmp_path / "store", ""), tmp_path / "ganeti", prefork=False)
     catalog = inst.env.config.store.path / "catalog.sqlite"
     assert not catalog.exists()
     proc, modules = timed_ext(inst, "verify", VOL_NAME=VOL)
@@ -153,7 +165,8 @@ def test_verify_on_a_new_store_creates_its_catalog(tmp_path: Path) -> None:
 
 def test_setinfo_and_verify_on_each_catalog(catalog_url: str, tmp_path: Path) -> None:
     """PostgreSQL too: the fast path speaks psycopg directly, without SQLAlchemy."""
-    inst = make_installed(make_store_env("qcow2", tmp_path / "store", catalog_url), tmp_path / "ganeti")
+    env = make_store_env("qcow2", tmp_path / "store", catalog_url)
+    inst = make_installed(env, tmp_path / "ganeti", prefork=False)
     image = add_image(inst, tmp_path)
     assert inst.ext("create", VOL_NAME=VOL, VOL_SIZE="64", EXTP_ORIGIN=image).returncode == 0
     proc, modules = timed_ext(inst, "setinfo", VOL_NAME=VOL, VOL_METADATA="originstname+db1")
