@@ -7,6 +7,7 @@ served call imports provider.ganeti.relay and nothing of the verbs, the ORM or t
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -202,9 +203,7 @@ def test_served_export_gets_ganetis_descriptors_by_number(served: Installed, tmp
     src, dst = write_disk(tmp_path / "src", 8 * MIB), tmp_path / "dst"
     dst.write_bytes(bytes(8 * MIB))
     read_size, write_size = os.pipe()
-    os.set_inheritable(write_size, True)
-    target = 37  # a number the server's child has no descriptor of its own at
-    os.dup2(write_size, target)
+    target = fcntl.fcntl(write_size, fcntl.F_DUPFD, 37)  # a free number, not one of the first few
     os.close(write_size)
     env = {**OS_ENV, "EXPORT_INDEX": "0", "EXPORT_DISK_PATH": str(src), "EXP_SIZE_FD": str(target)}
     export = subprocess.run(
@@ -219,8 +218,9 @@ def test_served_export_gets_ganetis_descriptors_by_number(served: Installed, tmp
     stderr = export.stderr.decode()
     assert export.returncode == 0, stderr
     assert heavy(imported(stderr), ("provider.ganeti.osdef", *HEAVY)) == []  # served
-    assert os.read(read_size, 100) == f"{8 * MIB}\n".encode()
-    assert export.stdout == src.read_bytes()
+    size = os.read(read_size, 100)
+    os.close(read_size)
+    assert size == f"{8 * MIB}\n".encode() and export.stdout == src.read_bytes()
     proc = subprocess.run(
         [str(served.os / "import")],
         env={**OS_ENV, "IMPORT_INDEX": "0", "IMPORT_DEVICE": str(dst), "PYTHONPROFILEIMPORTTIME": "1"},
