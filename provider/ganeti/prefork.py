@@ -66,7 +66,7 @@ def decode(payload: bytes, received: list[int]) -> Request:
     n = int(argc)
     argv = [os.fsdecode(a) for a in fields[8 : 8 + n]]
     env = dict(item.split(b"=", 1) for item in fields[8 + n :] if b"=" in item)
-    wanted = [int(n) for n in sent.decode().split(",") if n]
+    wanted = [int(number) for number in sent.decode().split(",") if number]
     if len(wanted) != len(received):
         raise ValueError("descriptor count does not match the request")
     fds = dict(zip(wanted, received, strict=True))
@@ -90,6 +90,11 @@ def receive(conn: socket.socket) -> Request:
         raise
 
 
+def _stamp(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
 def code_files() -> dict[str, tuple[int, int]]:
     """Every source file imported so far, with its mtime and size: an upgrade changes one of them."""
     seen = {}
@@ -97,20 +102,15 @@ def code_files() -> dict[str, tuple[int, int]]:
         path = getattr(module, "__file__", None)
         if path:
             with contextlib.suppress(OSError):
-                st = os.stat(path)
-                seen[path] = (st.st_mtime_ns, st.st_size)
+                seen[path] = _stamp(path)
     return seen
 
 
 def unchanged(files: dict[str, tuple[int, int]]) -> bool:
-    for path, stamp in files.items():
-        try:
-            st = os.stat(path)
-        except OSError:
-            return False
-        if (st.st_mtime_ns, st.st_size) != stamp:
-            return False
-    return True
+    try:
+        return all(_stamp(path) == stamp for path, stamp in files.items())
+    except OSError:
+        return False  # removed
 
 
 def _descriptors(request: Request, conn: socket.socket) -> socket.socket:

@@ -3,21 +3,22 @@
 A script Ganeti runs (ExtStorage verb, OS script, hook) starts a bare interpreter that imports only this
 module (socket, os, sys: a few milliseconds), connects to the node's verb server for this installation
 (and for its namespaces: a caller in another UTS or mount namespace gets its own server), and passes it
-the call: argv, environment, working directory, umask, and its own stdin/stdout/stderr as
-file descriptors (SCM_RIGHTS). The server forks a child that has Atoll, SQLAlchemy and the services
-imported already and runs the verb there, on those descriptors; the shim waits for the exit status and
-exits with it. Ganeti sees the same process, output and status as when the verb runs in the shim.
+the call: argv, environment, working directory, umask, and every descriptor it inherited (stdin, stdout,
+stderr and any other Ganeti passes by number) as file descriptors (SCM_RIGHTS). The server forks a child
+that has Atoll, SQLAlchemy and the services imported already and runs the verb there, on those
+descriptors; the shim waits for the exit status and exits with it. Ganeti sees the same process, output
+and status as when the verb runs in the shim.
 
 If there is no server (first call after boot, an idle exit, an upgrade of the code), the shim starts one
 in the background for the next call and runs this call itself, exactly as without a server. Only root
-uses a server (Ganeti runs its scripts as root); the socket is root's, mode 0600, and each end checks
-the other's uid (SO_PEERCRED) before anything is passed.
+uses a server (Ganeti runs its scripts as root); the socket is root's, mode 0600, and each end checks the
+other's uid (SO_PEERCRED) before anything is passed.
 
-Wire format (one request per connection): ``<8 hex digits: length><fields joined by NUL>`` with the three
-descriptors attached; fields are version, key, namespaces, module, cwd, umask, the numbers of the
-descriptors sent (comma-separated),
-argc, the arguments, then the environment as ``NAME=value``. Answers: ``S`` (not served: run it
-yourself), ``A`` (accepted: the verb runs), then ``X<status>\\n`` (negative: the signal that killed it).
+Wire format (one request per connection): ``<8 hex digits: length><fields joined by NUL>`` with the
+descriptors attached; fields are version, key, namespaces, module, cwd, umask, the caller's numbers of
+the descriptors (comma-separated), argc, the arguments, then the environment as ``NAME=value``. Answers:
+``S`` (not served: run it yourself), ``A`` (accepted: the verb runs), then ``X<status>\\n`` (negative:
+the signal that killed it).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ NAMESPACES = (
     "user",
     "cgroup",
     "time",
-)  # struct ucred: pid, uid, gid (three C ints)
+)
 
 
 def namespaces() -> str:
@@ -67,8 +68,9 @@ def peer_uid(sock: socket.socket) -> int:
     return int.from_bytes(cred[4:8], sys.byteorder)
 
 
-def encode(key: str, module: str, argv: list[str], fds: list[int]) -> bytes:
-    """The request for this process's call, whose descriptors ``fds`` go along (attached to it)."""
+def encode(key: str, ns: str, module: str, argv: list[str], fds: list[int]) -> bytes:
+    """The request for this process's call (in namespaces ``ns``), whose descriptors ``fds`` go along
+    (attached to it)."""
     env = [k + b"=" + v for k, v in os.environb.items()]
     try:
         cwd = os.getcwdb()
@@ -76,7 +78,7 @@ def encode(key: str, module: str, argv: list[str], fds: list[int]) -> bytes:
         cwd = b"/"
     umask = os.umask(0o022)
     os.umask(umask)
-    fields = [VERSION, key.encode(), namespaces().encode(), module.encode(), cwd, b"%o" % umask]
+    fields = [VERSION, key.encode(), ns.encode(), module.encode(), cwd, b"%o" % umask]
     fields += [",".join(map(str, fds)).encode(), b"%d" % len(argv)]
     payload = b"\0".join([*fields, *map(os.fsencode, argv), *env])
     return b"%08x" % len(payload) + payload
@@ -112,9 +114,9 @@ def _answer(sock: socket.socket) -> int | None:
     return 1
 
 
-def relay(path: str, key: str, module: str, argv: list[str]) -> int | str:
-    """Run the call on the server at ``path``: its exit status, or why it could not (``"absent"`` when
-    no server listens there, so one should be started; ``"declined"`` otherwise)."""
+def relay(path: str, key: str, ns: str, module: str, argv: list[str]) -> int | str:
+    """Run the call on the server at ``path`` (for namespaces ``ns``): its exit status, or why it could
+    not (``"absent"`` when no server listens there, so one should be started; ``"declined"`` otherwise)."""
     try:
         if os.stat(path).st_uid != os.geteuid():
             return "declined"
@@ -133,7 +135,7 @@ def relay(path: str, key: str, module: str, argv: list[str]) -> int | str:
         fds = inherited()
         if len(fds) > MAX_FDS:
             return "declined"
-        data = encode(key, module, argv, fds)
+        data = encode(key, ns, module, argv, fds)
         try:
             sent = socket.send_fds(sock, [data], fds)
             sock.sendall(data[sent:])
@@ -181,8 +183,9 @@ def main(key: str, module: str, directory: str = SOCKET_DIR) -> int:
     """The shim's entry point: ``sys.argv[1:]`` is the call Ganeti made."""
     argv = sys.argv[1:]
     if os.geteuid() == 0:
-        path = socket_path(key, directory)
-        status = relay(path, key, module, argv)
+        ns = namespaces()  # read once: it names the socket and goes in the request
+        path = socket_path(key, directory, ns)
+        status = relay(path, key, ns, module, argv)
         if isinstance(status, int):
             return status if status >= 0 else _die(-status)
         if status == "absent":
