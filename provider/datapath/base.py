@@ -88,10 +88,13 @@ class Attacher(abc.ABC):
         """Freeze the served top layer under a new empty overlay, live (layered backends only)."""
         raise CapabilityNotSupported(backend=self.backend.name, operation="add layers to an attached volume")
 
-    def reclone(self, res: Resource, att: Attachment, new_locator: str, base_locator: str) -> bool:
-        """Serve ``new_locator``, a fresh clone of ``base_locator``, instead of the volume's layers, live;
-        False when the running data path cannot switch (the caller then copies onto the volume)."""
-        return False
+    def reclone(
+        self, res: Resource, att: Attachment, new_locator: str, base_locator: str
+    ) -> Attachment | None:
+        """Serve ``new_locator``, a fresh clone of ``base_locator``, instead of the volume's data; return
+        the attachment that serves it now (``att`` itself where the device, URI and files stay), None
+        when the running data path cannot switch (the caller then copies onto the volume)."""
+        return None
 
     def stream(self, res: Resource, att: Attachment, layer: str, base_locator: str) -> bool:
         """Merge into the private ``layer`` the layers between it and ``base_locator``, live; False when

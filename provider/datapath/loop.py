@@ -39,21 +39,37 @@ def find(path: str | os.PathLike[str]) -> list[str]:
 
 
 def attach(
-    run: process.Runner, path: str | os.PathLike[str], *, readonly: bool, direct_io: bool = True
+    run: process.Runner,
+    path: str | os.PathLike[str],
+    *,
+    readonly: bool,
+    direct_io: bool = True,
+    device: str | None = None,
 ) -> str:
-    """Bind ``path`` to a free loop device, with direct I/O (no second page cache) unless told not to;
-    return the device."""
-    argv = ["losetup", "--find", "--show", f"--direct-io={'on' if direct_io else 'off'}"]
+    """Bind ``path`` to a free loop device (``device`` if it is still free), with direct I/O (no second
+    page cache) unless told not to; return the device."""
+    argv = ["losetup", f"--direct-io={'on' if direct_io else 'off'}"]
     if readonly:
         argv.append("--read-only")
-    try:
-        dev = run([*argv, str(path)]).stdout.strip()
-    except process.ProcessError as e:
-        raise DataPathError(reason=f"cannot bind {path} to a loop device: {e.stderr.strip()}") from e
+    dev = _bind_at(run, argv, path, device) if device is not None else None
+    if dev is None:
+        try:
+            dev = run([*argv, "--find", "--show", str(path)]).stdout.strip()
+        except process.ProcessError as e:
+            raise DataPathError(reason=f"cannot bind {path} to a loop device: {e.stderr.strip()}") from e
     if direct_io and not uses_direct_io(dev):
         # NOTE: losetup falls back to buffered I/O silently when the file cannot do O_DIRECT.
         LOG.warning("%s on %s runs without direct I/O (the file refused O_DIRECT)", dev, path)
     return dev
+
+
+def _bind_at(run: process.Runner, argv: list[str], path: str | os.PathLike[str], device: str) -> str | None:
+    try:
+        run([*argv, device, str(path)])
+    except process.ProcessError as e:
+        LOG.info("%s is not free (%s): binding %s to another loop device", device, e.stderr.strip(), path)
+        return None
+    return device
 
 
 def drop_cache(dev: str) -> None:

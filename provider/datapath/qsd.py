@@ -212,13 +212,15 @@ class QsdAttacher(Attacher):
                 q.execute("blockdev-snapshot", node=top, overlay=new)
                 undo.clear()
 
-    def reclone(self, res: Resource, att: Attachment, new_locator: str, base_locator: str) -> bool:
+    def reclone(
+        self, res: Resource, att: Attachment, new_locator: str, base_locator: str
+    ) -> Attachment | None:
         """The export serves ``new_locator`` (an empty overlay of ``base_locator``) from now on: the new
         node goes on top of whatever is served (in-flight requests drain first), is reopened onto the
         base, and the old layers are closed. What the host cached of the old content is written back
         before and dropped after, so the attached device reads the fresh clone at once."""
         if att.readonly:
-            return False
+            return None
         d = self._dir(res.id)
         flush(att)
         with Qmp(d.qmp) as q:
@@ -227,7 +229,7 @@ class QsdAttacher(Attacher):
                 base = node_for_file(q, self.backend.path(base_locator))
             except DataPathError as e:
                 LOG.warning("%s cannot be re-cloned live (%s): copying instead", res.name, e)
-                return False
+                return None
             new = node_name()
             spec = self._overlay(new, new_locator)
             spec["file"] = {**spec["file"], "node-name": new + "-file"}
@@ -244,7 +246,7 @@ class QsdAttacher(Attacher):
             for dev in loop.find(d.fuse):
                 loop.drop_cache(dev)
             _drop_file_cache(d.fuse)
-        return True
+        return att
 
     def _overlay(self, node: str, locator: str) -> dict[str, Any]:
         return {

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -230,6 +231,64 @@ class RbdAttacher(Attacher):
         self.backend.grow(res.locator, size)
         if att.path is not None and att.device is not None:
             loop.refresh(self.run, att.device)  # the rbd-fuse file follows the image; the loop device not
+
+    # ---- reinstall: the attachment serves a fresh clone -------------------------------------------
+    def reclone(
+        self, res: Resource, att: Attachment, new_locator: str, base_locator: str
+    ) -> Attachment | None:
+        """Serve ``new_locator`` (a fresh clone of ``base_locator``) in place of the volume's image: the
+        write lock moves to it in the mode this node held; a userspace attachment names it in its URI; a
+        kernelspace one is made again on it — the loop device on rbd-fuse keeps its number where it can,
+        a mapped device is mapped anew and the old mapping dropped. None (the caller copies instead)
+        while the old image is in use: its device held open, or a client (a QEMU) watching the image."""
+        if att.readonly:
+            return None
+        busy = loop.in_use(att.device) if att.device is not None else self._watched(res.locator)
+        if busy:
+            LOG.warning("%s %s cannot be re-cloned in place (%s): copying instead", res.kind, res.name, busy)
+            return None
+        new = replace(res, locator=new_locator)
+        held = rbd_locks.holders(rbd_locks.Header.of(self.backend, res.locator, self.run)).held
+        with rollback() as undo:
+            self.lock(new, held or "exclusive")
+            undo.push(self.unlock, new)
+            served = self._serve(res, new, att)
+        self.unlock(res)
+        return served
+
+    def _watched(self, locator: str) -> str | None:
+        with self.backend.open_image(locator, read_only=True) as image:
+            watchers = list(image.watchers_list())
+        return f"{len(watchers)} client(s) have the image open" if watchers else None
+
+    def _serve(self, res: Resource, new: Resource, att: Attachment) -> Attachment:
+        loc = Location.parse(new.locator)
+        if att.device is None:
+            return replace(att, uri=qemu_uri(self.backend.config, loc))
+        if att.path is None:  # krbd or rbd-nbd: map the new image, then drop the old mapping
+            how: KernelPath = "nbd" if os.path.basename(att.device).startswith("nbd") else "krbd"
+            dev = self._map(how, loc, False)
+            with rollback() as undo:
+                undo.push(self._unmap, dev)
+                self._unmap(att.device)
+            return replace(att, device=dev)
+        mnt = self._fuse_dir(res.id) / "mnt"
+        loop.detach(self.run, att.device)
+        self._unmount(mnt)
+        with rollback() as undo:
+            undo.push(self._remount, Location.parse(res.locator), mnt, att)
+            mnt.mkdir(parents=True, exist_ok=True)
+            self._mount(loc, mnt)
+            undo.push(self._unmount, mnt)
+            dev = loop.attach(self.run, mnt / loc.image, readonly=False, device=att.device)
+        return replace(att, device=dev, path=str(mnt / loc.image))
+
+    def _remount(self, loc: Location, mnt: Path, att: Attachment) -> None:
+        """Undo of a failed switch: the old image served again, at the same device where possible."""
+        assert att.device is not None and att.path is not None
+        mnt.mkdir(parents=True, exist_ok=True)
+        self._mount(loc, mnt)
+        loop.attach(self.run, att.path, readonly=False, device=att.device)
 
     # ---- the write lock (Ganeti open/close) ------------------------------------------------------
     def lock(self, res: Resource, mode: rbd_locks.Mode | None) -> rbd_locks.Mode:

@@ -71,10 +71,14 @@ def create(environ: Mapping[str, str]) -> None:
     store = open_store()
     vol = osglue.disk_volume(store, environ.get("DISK_0_UUID"))
     copy = _install_source(store, vol, request, reinstall)
+    path = environ.get("DISK_0_PATH")
+    if vol is not None and path:
+        osglue.check_handed(store, vol, path)
     if copy is not None and vol is not None and copy.id == vol.parent and osglue.reclone(store, vol, copy):
         copy = None  # reinstall from the origin: a fresh clone again, nothing to copy
-        vol = store.volumes.get(vol.id)  # a layered volume has a new top now
-    with osglue.raw_path(store, vol, environ.get("DISK_0_PATH")) as disk:
+        vol = store.volumes.get(vol.id)  # with a new top or image, maybe at another device (rbd)
+        path = osglue.served_path(store, vol, path)
+    with osglue.raw_path(store, vol, path) as disk:
         if copy is not None:
             osglue.copy_image(store, copy, disk)
             properties = osglue.properties_of(store, copy)

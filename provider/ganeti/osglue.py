@@ -63,18 +63,28 @@ def is_origin(store: Store, vol: Resource, ref: str) -> bool:
 def reclone(store: Store, vol: Resource, origin: Resource) -> bool:
     """Reinstall without copying: ``vol`` becomes a fresh thin clone of ``origin`` again — reflink: the
     same file, cloned over in place; qcow2: a new top over the origin that the attached daemon serves
-    at once. False where the backend or the data path cannot (rbd is copied onto)."""
+    at once; rbd: a new clone of the origin's snapshot, attached in place of the old image. False where
+    the backend or the data path cannot (the caller copies onto the volume)."""
     backend = store.backend(vol.backend)
     if isinstance(backend, ReflinkBackend):
         if origin.backend != vol.backend or origin.disk_format != "raw":
             return False
         backend.reclone(vol.locator, origin.locator, vol.size)
     else:
-        layered = bool(backend.capabilities & Capability.LAYERED)
-        if not layered or not volume_reclone.reclone(store.volumes, vol, origin):
+        thin = Capability.CLONE | Capability.THIN
+        if backend.capabilities & thin != thin or not volume_reclone.reclone(store.volumes, vol, origin):
             return False
     LOG.info("volume %s is a fresh clone of %s again (%s)", vol.name, origin.name, format_size(vol.size))
     return True
+
+
+def served_path(store: Store, vol: Resource, handed: str | None) -> str | None:
+    """Where the disk Ganeti handed over (``handed``, already checked) is served after a re-clone: the
+    volume's device now (an rbd image is mapped again, maybe at another number), else ``handed``."""
+    att = store.datapath.attachment(vol.id)
+    if handed and att is not None and att.device:
+        return att.device
+    return handed
 
 
 def device_size(path: str | os.PathLike[str]) -> int:
@@ -143,8 +153,6 @@ def raw_path(store: Store, vol: Resource | None, path: str | None) -> Iterator[P
     Direct-I/O reads of the device see what was written through the file (the kernel writes cached
     pages back first).
     """
-    if vol is not None and path:
-        check_handed(store, vol, path)
     raw_file = store.backend(vol.backend).raw_file(vol.locator, vol.disk_format) if vol else None
     if raw_file is not None:
         yield raw_file

@@ -318,18 +318,30 @@ class DataPath(Service):
             )
         return attacher, att
 
-    def switch_to_clone(self, res: Resource, new_locator: str, base_locator: str) -> bool:
+    def switch_to_clone(
+        self, res: Resource, new_locator: str, base_locator: str
+    ) -> tuple[bool, Attachment | None]:
         """Have the data path of ``res`` serve ``new_locator``, a fresh clone of ``base_locator``, where
-        it is attached. True: it does now, or ``res`` is attached nowhere; False: it is attached in a way
-        that cannot switch (another host, a libvirt domain, read-only, a backend without layers)."""
+        it is attached. ``(True, att)``: ``att`` serves it now (to be recorded with the new locator, see
+        :meth:`rewrite`); ``(True, None)``: ``res`` is attached nowhere; ``(False, None)``: it is attached
+        in a way that cannot switch (another host, a libvirt domain, read-only, a device in use)."""
         with self.catalog.read() as conn:
             rows = conn.execute(select(t.attachments).where(t.attachments.c.resource_id == res.id)).all()
         if not rows:
-            return True
+            return True, None
         live = self._live(res)
         if live is None or len(rows) > 1 or live[1].domain is not None or live[1].direct:
-            return False
-        return live[0].reclone(res, live[1], new_locator, base_locator)
+            return False, None
+        att = live[0].reclone(res, live[1], new_locator, base_locator)
+        return att is not None, att
+
+    def rewrite(self, conn: Connection, att: Attachment) -> None:
+        """Record where ``att`` is served now (its device, URI and files), in the caller's transaction."""
+        conn.execute(
+            update(t.attachments)
+            .where(t.attachments.c.resource_id == att.resource_id, t.attachments.c.host == att.host)
+            .values(device=att.device, uri=att.uri, state=json.dumps(att.state()))
+        )
 
     def live_grow(self, res: Resource, size: int) -> bool:
         """Grow an attached volume through its data path; False when it is not attached here."""

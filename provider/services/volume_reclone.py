@@ -24,9 +24,10 @@ LOG = logging.getLogger(__name__)
 def reclone(volumes: VolumeService, vol: Resource, origin: Resource, *, live: bool = True) -> bool:
     """Make ``vol`` a fresh clone of ``origin`` (its parent) again: the backend clones a new top, the
     data path serves it if the volume is attached (``live``; otherwise an attached volume is refused,
-    under the volume's lock, which attach takes too), the catalog records it, and the old top is removed
-    after the commit. False, with nothing changed, where that cannot be done (another resource still
-    reads the volume's top, or its data path cannot switch): the caller copies instead.
+    under the volume's lock, which attach takes too), the catalog records it and where it is served in
+    one transaction, and the old top is removed after the commit. False, with nothing changed, where
+    that cannot be done (another resource still reads the volume's top, or its data path cannot
+    switch): the caller copies instead.
 
     A failure while the data path switches leaves the new top in place (the daemon may hold it): fsck
     reports it as an orphan once nothing serves it."""
@@ -41,11 +42,14 @@ def reclone(volumes: VolumeService, vol: Resource, origin: Resource, *, live: bo
         backend = volumes.store.backend(vol.backend)
         locator = backend.new_locator(new_id(), "rw")
         result = backend.clone(origin.locator, origin.disk_format, locator, vol.size)
-        if not volumes.datapath.switch_to_clone(vol, locator, origin.locator):
+        switched, served = volumes.datapath.switch_to_clone(vol, locator, origin.locator)
+        if not switched:
             backend.remove(locator)
             return False
         failpoint("reclone.after-backend")
         with volumes.write_then_remove(res_key(vol.id)) as (conn, files):
+            if served is not None:
+                volumes.datapath.rewrite(conn, served)
             conn.execute(
                 update(t.resources)
                 .where(t.resources.c.id == vol.id)

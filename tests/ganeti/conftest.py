@@ -16,7 +16,7 @@ import pytest
 from provider.ganeti import install
 from provider.ganeti.osglue import raw_path
 from provider.services import Resource
-from tests.conftest import StoreEnv, make_store_env, write_disk
+from tests.conftest import StoreEnv, make_store_env, rbd_store_keys, write_disk
 from tests.ganeti import cluster as ganeti_cluster
 from tests.ganeti import guest
 from tests.ganeti.cluster import Cluster
@@ -90,8 +90,11 @@ def installed_each(request: pytest.FixtureRequest, tmp_path: Path) -> Installed:
 
 
 def installed_on(request: pytest.FixtureRequest, tmp_path: Path, prefork: bool = True) -> Installed:
-    """The scripts on a store of the backend ``request.param``."""
+    """The scripts on a store of the backend ``request.param`` (rbd: a namespace of its own)."""
     path = tmp_path / "store"
+    if request.param == "rbd":
+        keys = rbd_store_keys(request.getfixturevalue("ceph_conf"))
+        return make_installed(make_store_env("rbd", path, "", store=keys), tmp_path / "ganeti", prefork)
     if request.param == "reflink":
         path = request.getfixturevalue("xfs_mount") / tmp_path.name
         request.addfinalizer(lambda: subprocess.run(["rm", "-rf", str(path)], check=False))

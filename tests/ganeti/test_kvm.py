@@ -51,11 +51,12 @@ class KvmEnv:
         ]
         return vol
 
-    def add(self, name: str, access: str) -> None:
+    def add(self, name: str, access: str, *, start: bool = True) -> None:
         self.cluster.remove_instance(name)
         self.cluster.gnt(
             "gnt-instance",
             "add",
+            *([] if start else ["--no-start"]),
             "--no-name-check",
             "--no-ip-check",
             "--no-nics",
@@ -153,6 +154,39 @@ def test_instance_boots_from_a_customized_clone(kvm_env: KvmEnv, access: str) ->
         assert root_kib > (SIZE_MIB - 200) << 10  # the root filesystem was grown to the disk
     kvm_env.cluster.remove_instance(name)
     assert [v for v in store.volumes.list() if v.id == vol.id] == []
+
+
+@pytest.mark.parametrize("kvm_env", ["rbd"], indirect=True)
+def test_reinstall_of_an_rbd_instance_reclones_and_boots(kvm_env: KvmEnv) -> None:
+    """``gnt-instance reinstall`` on rbd: a new clone of the image's snapshot takes the place of the
+    disk's image (nothing copied: it allocates next to nothing before the customization), the old image
+    is removed, and the guest boots customized again under its new host name."""
+    name, cluster = f"{PREFIX}rein", kvm_env.cluster
+    kvm_env.add(name, "kernelspace", start=False)
+    store = kvm_env.store_env.open()
+    before = kvm_env.volume()
+    backend = store.backend(before.backend)
+    cluster.gnt(
+        "gnt-instance",
+        "reinstall",
+        "-f",
+        "-O",
+        "hostname=reborn",
+        "--os-parameters-secret",
+        f"img_passwd={PASSWORD}",
+        name,
+        timeout=1200,
+    )
+    after = kvm_env.volume()
+    assert after.id == before.id and after.parent == before.parent and after.size == before.size
+    assert after.locator != before.locator and not backend.exists(before.locator)
+    assert backend.allocated_bytes(after.locator) < (SIZE_MIB << 20) // 4  # a clone, customized
+    cluster.gnt("gnt-instance", "start", name)
+    with Console(name) as console:
+        console.login("reborn", PASSWORD)
+        assert console.run("hostname").strip() == "reborn"
+    cluster.remove_instance(name)
+    assert not backend.exists(after.locator)
 
 
 @pytest.mark.parametrize("kvm_env", ["reflink", "qcow2"], indirect=True)

@@ -3,13 +3,16 @@
 The volume becomes a fresh clone of its origin again, no data copied, and the attached device keeps
 working and shows nothing of the old data: on reflink the file is cloned over in place; on qcow2 a new
 top over the origin is created and the running qemu-storage-daemon switches to it (the old top is closed
-and removed).
+and removed); on rbd a new clone of the origin's snapshot is attached in place of the old image (the
+same loop device on rbd-fuse, or the new image's URI in userspace) and the old image is removed.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import pytest
 
 from provider.services.local_disk import local_disk
 from tests.ganeti import guest
@@ -21,6 +24,7 @@ MIB = 1 << 20
 OS_ENV = {"OS_API_VERSION": "20", "OS_NAME": "atoll", "OS_VARIANT": "default", "DEBUG_LEVEL": "0"}
 
 
+@pytest.mark.parametrize("installed_each", ["qcow2", "reflink", "rbd"], indirect=True)
 def test_reinstall_reclones_the_volume_without_copying(installed_each: Installed, guest_image: Path) -> None:
     need_root()
     installed = installed_each
@@ -64,14 +68,85 @@ def test_reinstall_reclones_the_volume_without_copying(installed_each: Installed
         assert now.locator == vol.locator
         assert guest.read_file(backend.path(vol.locator), "/etc/hostname").strip() == "vm2"
         guest.assert_fs_fills_partition(backend.path(vol.locator))
-    else:  # a new top over the origin, served by the same daemon; the old top is closed and removed
-        assert now.locator != vol.locator and not backend.path(vol.locator).exists()
+    else:  # a new top (qcow2) or image (rbd), served at the same device; the old one is gone
+        assert now.locator != vol.locator and not backend.exists(vol.locator)
         assert guest.read_file(device, "/etc/hostname").strip() == "vm2"
-        assert _open_by_any_process(backend.path(vol.locator)) == []
+        assert installed.ext("attach", VOL_NAME=VOL).stdout.splitlines()[0] == device
+        if vol.backend == "qcow2":
+            assert _open_by_any_process(backend.path(vol.locator)) == []
         assert installed.ext("detach", VOL_NAME=VOL).returncode == 0
         with local_disk(store, VOL, writable=False) as disk:  # what the next attach serves
             assert guest.read_file(disk, "/etc/hostname").strip() == "vm2"
             guest.assert_fs_fills_partition(disk)
+    assert installed.ext("remove", VOL_NAME=VOL).returncode == 0
+
+
+@pytest.mark.parametrize("installed_each", ["rbd"], indirect=True)
+def test_reinstall_of_an_rbd_disk_attached_in_userspace(installed_each: Installed, guest_image: Path) -> None:
+    """access=userspace on rbd: no device on the host; the reinstall attaches the new image by its URI,
+    which the next attach prints for QEMU."""
+    need_root()
+    installed = installed_each
+    register_image(installed.env, guest_image, "guest")
+    size_mib = (guest_image.stat().st_size >> 20) + 64
+    create = installed.ext(
+        "create", VOL_NAME=VOL, VOL_SIZE=str(size_mib), VOL_UUID="disk-3", EXTP_ORIGIN="guest"
+    )
+    assert create.returncode == 0, create.stderr
+    device, uri = installed.ext("attach", VOL_NAME=VOL, EXTP_ACCESS="userspace").stdout.splitlines()
+    assert device == "" and uri.startswith("kvm:rbd:")
+    env = {**OS_ENV, "INSTANCE_NAME": "vm4", "DISK_COUNT": "1", "DISK_0_URI": uri, "DISK_0_UUID": "disk-3"}
+    assert installed.run(installed.os, "create", **env).returncode == 0
+    store = installed.env.open()
+    before = store.volumes.show(VOL)
+    again = installed.run(
+        installed.os, "create", **{**env, "INSTANCE_NAME": "vm5", "INSTANCE_REINSTALL": "1"}
+    )
+    assert again.returncode == 0, again.stderr
+    assert "is a fresh clone of guest again" in again.stderr and "copying" not in again.stderr
+    now = store.volumes.show(VOL)
+    backend = store.backend(now.backend)
+    assert now.locator != before.locator and not backend.exists(before.locator)
+    _, new_uri = installed.ext("attach", VOL_NAME=VOL, EXTP_ACCESS="userspace").stdout.splitlines()
+    assert new_uri != uri and new_uri.startswith("kvm:rbd:")  # what QEMU opens at the next start
+    assert installed.ext("detach", VOL_NAME=VOL).returncode == 0
+    with local_disk(store, VOL, writable=False) as disk:
+        assert guest.read_file(disk, "/etc/hostname").strip() == "vm5"
+    assert installed.ext("remove", VOL_NAME=VOL).returncode == 0
+
+
+@pytest.mark.parametrize("installed_each", ["rbd"], indirect=True)
+def test_reinstall_of_an_rbd_disk_still_open_copies_instead(
+    installed_each: Installed, guest_image: Path
+) -> None:
+    """The old image cannot be swapped out while something holds its device open: the reinstall says so
+    and copies the origin onto the volume (same image), customized all the same."""
+    need_root()
+    installed = installed_each
+    register_image(installed.env, guest_image, "guest")
+    size_mib = (guest_image.stat().st_size >> 20) + 64
+    create = installed.ext(
+        "create", VOL_NAME=VOL, VOL_SIZE=str(size_mib), VOL_UUID="disk-5", EXTP_ORIGIN="guest"
+    )
+    assert create.returncode == 0, create.stderr
+    device = installed.ext("attach", VOL_NAME=VOL).stdout.splitlines()[0]
+    store = installed.env.open()
+    before = store.volumes.show(VOL)
+    env = {
+        **OS_ENV,
+        "INSTANCE_NAME": "vm6",
+        "DISK_COUNT": "1",
+        "DISK_0_PATH": device,
+        "DISK_0_UUID": "disk-5",
+        "INSTANCE_REINSTALL": "1",
+    }
+    with open(device, "rb"):  # another process (this one) has the device open
+        again = installed.run(installed.os, "create", **env)
+    assert again.returncode == 0, again.stderr
+    assert "cannot be re-cloned in place" in again.stderr and "copying guest" in again.stderr
+    assert store.volumes.show(VOL).locator == before.locator
+    assert guest.read_file(device, "/etc/hostname").strip() == "vm6"
+    assert installed.ext("detach", VOL_NAME=VOL).returncode == 0
     assert installed.ext("remove", VOL_NAME=VOL).returncode == 0
 
 
