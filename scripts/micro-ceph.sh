@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A throw-away single-node Ceph on 127.0.0.1 for tests and benches: 1 mon, 1 memstore OSD, no cephx.
+# A throw-away single-node Ceph on 127.0.0.1 for tests and benches: 1 mon, 1 memstore OSD, no cephx
+# unless asked (ATOLL_CEPH_AUTH=cephx: client.admin's keyring is named in ceph.conf's [client] section).
 #
 # Usage:  scripts/micro-ceph.sh start     # prints `export ...` lines only: eval "$(scripts/micro-ceph.sh start)"
 #         scripts/micro-ceph.sh stop [--purge]
@@ -10,6 +11,7 @@
 #   ATOLL_CEPH_POOL    RBD pool created on start      (default atoll)
 #   ATOLL_CEPH_GB      OSD capacity in GiB            (default 8; memstore uses RAM only as data is written)
 #   ATOLL_CEPH_STORE   memstore | bluestore           (default memstore; bluestore on a sparse file)
+#   ATOLL_CEPH_AUTH    none | cephx                   (default none)
 #   ATOLL_CEPH_OWNER   a pid: when that process is gone, the cluster is stopped and purged (test sessions)
 # start reuses a healthy cluster in ATOLL_CEPH_DIR; a stale one (dead daemons) is wiped and recreated, but
 # only a directory this script created (marker file). stop signals only the pids in its own pid files,
@@ -21,6 +23,7 @@ PORT=${ATOLL_CEPH_PORT:-13300}
 POOL=${ATOLL_CEPH_POOL:-atoll}
 GB=${ATOLL_CEPH_GB:-8}
 STORE=${ATOLL_CEPH_STORE:-memstore}
+AUTH=${ATOLL_CEPH_AUTH:-none}
 CONF=$DIR/ceph.conf
 MARK=$DIR/.atoll-micro-ceph
 # An inherited CEPH_ARGS (e.g. --conf of another cluster) beats -c: drop it.
@@ -79,9 +82,9 @@ fsid = $1
 mon host = [v2:127.0.0.1:$PORT,v1:127.0.0.1:$((PORT + 1))]
 public addr = 127.0.0.1
 cluster addr = 127.0.0.1
-auth cluster required = none
-auth service required = none
-auth client required = none
+auth cluster required = $AUTH
+auth service required = $AUTH
+auth client required = $AUTH
 run dir = $DIR/run
 crash dir = $DIR/crash
 pid file = $DIR/run/\$name.pid
@@ -132,10 +135,22 @@ bluestore fsck on mount = false
 bluestore fsck on mkfs = false
 osd memory target = 1073741824
 
+keyring = $DIR/osd/keyring
+
 [client]
 log file =
 admin socket =
+keyring = $DIR/client.admin.keyring
 EOF
+}
+
+make_keys() { # cephx: the mon's keyring (mon. and client.admin), client.admin's own
+    local k=$DIR/client.admin.keyring
+    ceph-authtool --create-keyring "$DIR/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+    ceph-authtool --create-keyring "$k" --gen-key -n client.admin \
+        --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *' --cap mds 'allow *' >/dev/null
+    ceph-authtool "$DIR/mon.keyring" --import-keyring "$k" >/dev/null
+    chmod 600 "$DIR/mon.keyring" "$k"
 }
 
 wait_for() { # $1 = tries, $2 = sleep, rest = command
@@ -161,6 +176,7 @@ start() {
         command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps.sh installs scripts/deps/ceph.apt)"
     done
     case $STORE in memstore | bluestore) ;; *) die "ATOLL_CEPH_STORE must be memstore or bluestore" ;; esac
+    case $AUTH in none | cephx) ;; *) die "ATOLL_CEPH_AUTH must be none or cephx" ;; esac
     if healthy; then
         log "reusing the running cluster in $DIR"
         print_env
@@ -184,12 +200,16 @@ start() {
     local fsid osd_uuid
     fsid=$(uuidgen)
     write_conf "$fsid"
-    local c=(-c "$CONF")
+    local c=(-c "$CONF") mon_keyring=/dev/null
+    if [ "$AUTH" = cephx ]; then
+        make_keys
+        mon_keyring=$DIR/mon.keyring
+    fi
 
     log "mon: mkfs and start"
     monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$PORT,v1:127.0.0.1:$((PORT + 1))]" \
         "$DIR/monmap" >/dev/null
-    ceph-mon "${c[@]}" -i a --mkfs --monmap "$DIR/monmap" --keyring /dev/null 2>>"$DIR/log/mon.stderr" \
+    ceph-mon "${c[@]}" -i a --mkfs --monmap "$DIR/monmap" --keyring "$mon_keyring" 2>>"$DIR/log/mon.stderr" \
         || die "ceph-mon --mkfs failed (see $DIR/log/mon.stderr)"
     ceph-mon "${c[@]}" -i a 2>>"$DIR/log/mon.stderr" || die "ceph-mon did not start (see $DIR/log/mon.stderr)"
     wait_for 100 0.2 timeout 10 ceph "${c[@]}" --connect-timeout 5 mon stat \
@@ -198,6 +218,10 @@ start() {
     log "osd ($STORE): mkfs and start"
     osd_uuid=$(uuidgen)
     [ "$(ceph "${c[@]}" osd new "$osd_uuid")" = 0 ] || die "unexpected osd id"
+    if [ "$AUTH" = cephx ]; then
+        ceph "${c[@]}" auth get-or-create osd.0 mon 'allow profile osd' osd 'allow *' mgr 'allow profile osd' \
+            -o "$DIR/osd/keyring" >/dev/null 2>&1 || die "cannot create osd.0's cephx key"
+    fi
     ceph-osd "${c[@]}" -i 0 --mkfs --osd-uuid "$osd_uuid" 2>>"$DIR/log/osd.stderr" \
         || die "ceph-osd --mkfs failed (see $DIR/log/osd.stderr)"
     ceph-osd "${c[@]}" -i 0 2>>"$DIR/log/osd.stderr" || die "ceph-osd did not start (see $DIR/log/osd.stderr)"

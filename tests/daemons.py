@@ -82,14 +82,16 @@ def _start(script: str, env: dict[str, str], want: str) -> Daemon:
 
 
 @contextlib.contextmanager
-def micro_ceph(base: Path) -> Iterator[Daemon]:
-    """A one-OSD memstore Ceph in ``base`` on free loopback ports; stopped and purged at exit."""
+def micro_ceph(base: Path, auth: str = "none") -> Iterator[Daemon]:
+    """A one-OSD memstore Ceph in ``base`` on free loopback ports (``auth``: none or cephx); stopped and
+    purged at exit."""
     daemon = _start(
         "micro-ceph.sh",
         {
             "ATOLL_CEPH_DIR": str(base / "ceph"),
             "ATOLL_CEPH_PORT": str(free_port(2)),
             "ATOLL_CEPH_OWNER": OWNER,
+            "ATOLL_CEPH_AUTH": auth,
         },
         "CEPH_CONF",
     )

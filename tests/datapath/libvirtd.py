@@ -129,3 +129,9 @@ def destroy_domains(uri: str) -> None:
     for name in filter(None, (n.strip() for n in listed.stdout.splitlines())):
         subprocess.run(["virsh", "-c", uri, "destroy", name], capture_output=True, check=False)
         subprocess.run(["virsh", "-c", uri, "undefine", name], capture_output=True, check=False)
+
+
+def domain_log(uri: str, name: str) -> Path:
+    """The log file of domain ``name`` of the libvirtd at ``uri`` (QEMU's stdout and stderr go there)."""
+    sock = Path(uri.partition("socket=")[2])
+    return sock.parent.parent / "log" / "qemu" / f"{name}.log"
