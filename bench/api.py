@@ -281,10 +281,7 @@ def main() -> int:
     ]
     lines += ["| " + " | ".join(r) + " |" for r in lat]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        results.write_section(HEADING, text)
-    return 0
+    return results.publish(HEADING, text, args.write)
 
 
 if __name__ == "__main__":

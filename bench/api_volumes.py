@@ -108,10 +108,7 @@ def main() -> int:
         ]
     )
     text = "\n".join([HEADING, "", about, "", table(api_times, cli_times), ""])
-    print(text)
-    if args.write:
-        results.write_section(HEADING, text)
-    return 0
+    return results.publish(HEADING, text, args.write)
 
 
 if __name__ == "__main__":

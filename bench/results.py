@@ -17,3 +17,11 @@ def write_section(heading: str, text: str, path: Path = RESULTS) -> None:
         end = old.find("\n## ", start + len(heading))
         new = old[:start] + text + (old[end:] if end >= 0 else "")
     path.write_text(new.rstrip("\n") + "\n")
+
+
+def publish(heading: str, text: str, write: bool) -> int:
+    """Print a benchmark's section and, with ``write``, record it in RESULTS.md; the exit status (0)."""
+    print(text)
+    if write:
+        write_section(heading, text)
+    return 0
