@@ -276,19 +276,18 @@ class RbdAttacher(Attacher):
         loop.detach(self.run, att.device)
         self._unmount(mnt)
         with rollback() as undo:
-            undo.push(self._remount, Location.parse(res.locator), mnt, att)
-            mnt.mkdir(parents=True, exist_ok=True)
-            self._mount(loc, mnt)
-            undo.push(self._unmount, mnt)
-            dev = loop.attach(self.run, mnt / loc.image, readonly=False, device=att.device)
+            undo.push(self._expose, Location.parse(res.locator), mnt, att.device)  # the old image again
+            dev = self._expose(loc, mnt, att.device)
         return replace(att, device=dev, path=str(mnt / loc.image))
 
-    def _remount(self, loc: Location, mnt: Path, att: Attachment) -> None:
-        """Undo of a failed switch: the old image served again, at the same device where possible."""
-        assert att.device is not None and att.path is not None
+    def _expose(self, loc: Location, mnt: Path, device: str) -> str:
+        """Image ``loc`` through rbd-fuse at ``mnt``, its file bound to loop ``device`` where that is still
+        free (else to another); return the device. Nothing is left mounted when the binding fails."""
         mnt.mkdir(parents=True, exist_ok=True)
         self._mount(loc, mnt)
-        loop.attach(self.run, att.path, readonly=False, device=att.device)
+        with rollback() as undo:
+            undo.push(self._unmount, mnt)
+            return loop.attach(self.run, mnt / loc.image, readonly=False, device=device)
 
     # ---- the write lock (Ganeti open/close) ------------------------------------------------------
     def lock(self, res: Resource, mode: rbd_locks.Mode | None) -> rbd_locks.Mode:

@@ -3,7 +3,9 @@ mounts, daemons, sockets), disk helpers, and a private libvirtd for the libvirt 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.util
 import os
 import signal
 import subprocess
@@ -18,6 +20,7 @@ import yaml
 from provider import config as config_mod
 from provider.datapath import loop
 from provider.datapath.daemon import DaemonDir
+from provider.datapath.domains import Libvirt
 from provider.services import Store
 from tests.conftest import FILE_BACKENDS, StoreEnv, write_disk
 from tests.datapath import libvirtd
@@ -213,3 +216,31 @@ def libvirt_uri(tmp_path_factory: pytest.TempPathFactory, xfs_mount: Path) -> It
             yield daemon.uri
         finally:
             libvirtd.destroy_domains(daemon.uri)
+
+
+BARE = """<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <features><acpi/><apic/></features>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>
+</domain>
+"""
+
+
+@pytest.fixture
+def bare_domain(libvirt_uri: str) -> Iterator[Any]:
+    """A running transient domain without an OS (SeaBIOS finds nothing to boot, no guest answers an
+    unplug); destroyed at the end."""
+    need(
+        importlib.util.find_spec("libvirt") is not None, "needs python3-libvirt (run scripts/install-deps.sh)"
+    )
+    lv = Libvirt(libvirt_uri)
+    with lv.connect() as conn:
+        dom = conn.createXML(BARE.format(name=f"bare-{uuid.uuid4().hex[:8]}"), 0)
+        try:
+            yield dom
+        finally:
+            with contextlib.suppress(lv.lv.libvirtError):  # a transient domain vanishes when stopped
+                dom.destroy()

@@ -7,13 +7,11 @@ is exactly the guest that must not hang a detach. tests/datapath/test_domain_boo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import stat
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +25,8 @@ from provider.errors import CapabilityNotSupported, Conflict, InUse, NotFound
 from provider.model import Attachment
 from provider.services import Store
 from tests.conftest import StoreEnv, make_store_env, rbd_store_keys
-from tests.datapath.conftest import IMAGE_SIZE, Disks
+from tests.datapath.conftest import BARE, IMAGE_SIZE, Disks
 from tests.helpers import need
-
-BARE = """<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <features><acpi/><apic/></features>
-  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>
-</domain>
-"""
 
 
 def libvirt_env(env: StoreEnv, uri: str, **keys: Any) -> StoreEnv:
@@ -52,20 +40,6 @@ def libvirt_env(env: StoreEnv, uri: str, **keys: Any) -> StoreEnv:
 @pytest.fixture
 def lv_store(denv: StoreEnv, disks: Disks, libvirt_uri: str) -> Store:
     return libvirt_env(denv, libvirt_uri).open()
-
-
-@pytest.fixture
-def bare_domain(libvirt_uri: str) -> Iterator[Any]:
-    """A running transient domain without an OS; destroyed at the end."""
-    need(_has_libvirt(), "needs python3-libvirt (run scripts/install-deps.sh)")
-    lv = Libvirt(libvirt_uri)
-    with lv.connect() as conn:
-        dom = conn.createXML(BARE.format(name=f"bare-{uuid.uuid4().hex[:8]}"), 0)
-        try:
-            yield dom
-        finally:
-            with contextlib.suppress(lv.lv.libvirtError):  # a transient domain vanishes when stopped
-                dom.destroy()
 
 
 def _has_libvirt() -> bool:

@@ -9,10 +9,8 @@ user ``client.vm`` holds only the ``rbd`` profile on the pool, its key in a keyr
 from __future__ import annotations
 
 import base64
-import contextlib
 import re
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from provider.services.local_disk import local_disk
 from tests import daemons
 from tests.conftest import StoreEnv, make_store_env
 from tests.datapath import libvirtd
-from tests.datapath.test_domains import BARE, _importable, libvirt_env
+from tests.datapath.test_domains import _importable, libvirt_env
 from tests.helpers import need
 
 MIB = 1 << 20
@@ -64,19 +62,6 @@ def user_conf(cluster_conf: Path, base: Path) -> Path:
     return conf
 
 
-@pytest.fixture
-def domain(libvirt_uri: str) -> Iterator[Any]:
-    """A running transient domain without an OS (no guest answers an unplug: it is destroyed instead)."""
-    lv = Libvirt(libvirt_uri)
-    with lv.connect() as conn:
-        dom = conn.createXML(BARE.format(name=f"cephx-{uuid.uuid4().hex[:8]}"), 0)
-        try:
-            yield dom
-        finally:
-            with contextlib.suppress(lv.lv.libvirtError):
-                dom.destroy()
-
-
 def qemu_io(dom: Any, log: Path, target: str, command: str) -> str:
     """Run ``command`` of qemu-io inside the domain's QEMU on the virtio disk ``target`` (through the
     device's own block backend); return what it printed (to QEMU's stdout: the domain's log)."""
@@ -94,8 +79,9 @@ def qemu_io(dom: Any, log: Path, target: str, command: str) -> str:
 
 
 def test_rbd_volume_under_cephx_is_read_and_written_by_the_domain_through_the_secret(
-    cephx_conf: Path, tmp_path: Path, libvirt_uri: str, domain: Any
+    cephx_conf: Path, tmp_path: Path, libvirt_uri: str, bare_domain: Any
 ) -> None:
+    domain = bare_domain  # no guest answers an unplug: the domain is destroyed instead
     conf = user_conf(cephx_conf, tmp_path)
     keys = {"pool": "atoll", "ceph_conf": str(conf), "user": USER}
     env: StoreEnv = libvirt_env(make_store_env("rbd", tmp_path / "store", "", store=keys), libvirt_uri)

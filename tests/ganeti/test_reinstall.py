@@ -26,14 +26,8 @@ OS_ENV = {"OS_API_VERSION": "20", "OS_NAME": "atoll", "OS_VARIANT": "default", "
 
 @pytest.mark.parametrize("installed_each", ["qcow2", "reflink", "rbd"], indirect=True)
 def test_reinstall_reclones_the_volume_without_copying(installed_each: Installed, guest_image: Path) -> None:
-    need_root()
     installed = installed_each
-    register_image(installed.env, guest_image, "guest")
-    size_mib = (guest_image.stat().st_size >> 20) + 256
-    create = installed.ext(
-        "create", VOL_NAME=VOL, VOL_SIZE=str(size_mib), VOL_UUID="disk-1", EXTP_ORIGIN="guest"
-    )
-    assert create.returncode == 0, create.stderr
+    size_mib = _clone_of_guest(installed, guest_image, "disk-1", 256)
     device = installed.ext("attach", VOL_NAME=VOL).stdout.splitlines()[0]
     env = {
         **OS_ENV,
@@ -85,14 +79,8 @@ def test_reinstall_reclones_the_volume_without_copying(installed_each: Installed
 def test_reinstall_of_an_rbd_disk_attached_in_userspace(installed_each: Installed, guest_image: Path) -> None:
     """access=userspace on rbd: no device on the host; the reinstall attaches the new image by its URI,
     which the next attach prints for QEMU."""
-    need_root()
     installed = installed_each
-    register_image(installed.env, guest_image, "guest")
-    size_mib = (guest_image.stat().st_size >> 20) + 64
-    create = installed.ext(
-        "create", VOL_NAME=VOL, VOL_SIZE=str(size_mib), VOL_UUID="disk-3", EXTP_ORIGIN="guest"
-    )
-    assert create.returncode == 0, create.stderr
+    _clone_of_guest(installed, guest_image, "disk-3", 64)
     device, uri = installed.ext("attach", VOL_NAME=VOL, EXTP_ACCESS="userspace").stdout.splitlines()
     assert device == "" and uri.startswith("kvm:rbd:")
     env = {**OS_ENV, "INSTANCE_NAME": "vm4", "DISK_COUNT": "1", "DISK_0_URI": uri, "DISK_0_UUID": "disk-3"}
@@ -121,14 +109,8 @@ def test_reinstall_of_an_rbd_disk_still_open_copies_instead(
 ) -> None:
     """The old image cannot be swapped out while something holds its device open: the reinstall says so
     and copies the origin onto the volume (same image), customized all the same."""
-    need_root()
     installed = installed_each
-    register_image(installed.env, guest_image, "guest")
-    size_mib = (guest_image.stat().st_size >> 20) + 64
-    create = installed.ext(
-        "create", VOL_NAME=VOL, VOL_SIZE=str(size_mib), VOL_UUID="disk-5", EXTP_ORIGIN="guest"
-    )
-    assert create.returncode == 0, create.stderr
+    _clone_of_guest(installed, guest_image, "disk-5", 64)
     device = installed.ext("attach", VOL_NAME=VOL).stdout.splitlines()[0]
     store = installed.env.open()
     before = store.volumes.show(VOL)
@@ -150,6 +132,19 @@ def test_reinstall_of_an_rbd_disk_still_open_copies_instead(
     assert installed.ext("remove", VOL_NAME=VOL).returncode == 0
 
 
+def _clone_of_guest(installed: Installed, guest_image: Path, disk_uuid: str, extra_mib: int) -> int:
+    """Volume VOL, made by Ganeti's ``create`` as a clone of the guest image (registered now) ``extra_mib``
+    MiB larger than it; its size in MiB."""
+    need_root()
+    register_image(installed.env, guest_image, "guest")
+    size_mib = (guest_image.stat().st_size >> 20) + extra_mib
+    create = installed.ext(
+        "create", VOL_NAME=VOL, VOL_SIZE=str(size_mib), VOL_UUID=disk_uuid, EXTP_ORIGIN="guest"
+    )
+    assert create.returncode == 0, create.stderr
+    return size_mib
+
+
 def _open_by_any_process(path: Path) -> list[str]:
     """The /proc fd links that still point at ``path`` (a removed file shows `` (deleted)``)."""
     found = []
@@ -166,13 +161,7 @@ def _open_by_any_process(path: Path) -> list[str]:
 def test_os_create_on_a_qcow2_disk_attached_in_userspace(installed: Installed, guest_image: Path) -> None:
     """access=userspace: Ganeti hands the OS no block device, only the NBD URI; the OS reaches the export
     through nbdfuse while Ganeti keeps it attached."""
-    need_root()
-    register_image(installed.env, guest_image, "guest")
-    size_mib = (guest_image.stat().st_size >> 20) + 64
-    create = installed.ext(
-        "create", VOL_NAME=VOL, VOL_SIZE=str(size_mib), VOL_UUID="disk-2", EXTP_ORIGIN="guest"
-    )
-    assert create.returncode == 0, create.stderr
+    _clone_of_guest(installed, guest_image, "disk-2", 64)
     attach = installed.ext("attach", VOL_NAME=VOL, EXTP_ACCESS="userspace")
     assert attach.returncode == 0, attach.stderr
     device, uri = attach.stdout.splitlines()
