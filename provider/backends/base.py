@@ -75,6 +75,7 @@ class Backend(abc.ABC):
     capabilities = Capability(0)
     snapshot_layout = SnapshotLayout.INDEPENDENT
     volume_format: ClassVar[str] = "raw"  # the disk format of a new volume (create_empty and clone)
+    adopts_in_place: ClassVar[bool] = False  # adopt() keeps the file where it was written (a rename)
 
     def __init__(self, config: StoreConfig, run: process.Runner = process.run) -> None:
         self.config = config

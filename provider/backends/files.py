@@ -61,6 +61,8 @@ def translate_oserror(e: OSError, path: Path) -> Exception:
 class FileBackend(Backend):
     """Backends that keep one file per backend object under ``<store>/data``."""
 
+    adopts_in_place = True
+
     @property
     def data_dir(self) -> Path:
         return self.config.path / "data"

@@ -25,7 +25,7 @@ from sqlalchemy import update
 
 from provider.catalog import schema as t
 from provider.errors import AtollError, Conflict
-from provider.imaging.convert import Limits, check_info, convert
+from provider.imaging.convert import Limits, check_info, convert, direct_io
 from provider.imaging.fetch import fetch
 from provider.imaging.inspect import Inspection, inspect
 from provider.model import Resource
@@ -167,9 +167,11 @@ class ImportRunner(Service):
         self._phase(job, "converting", total=found.virtual_size)
         limits = Limits(cfg.convert_timeout, cfg.convert_memory)
         size = found.virtual_size
+        direct = self.store.backend().adopts_in_place and direct_io(raw.parent)
         convert(
-            source, found.format, raw, limits, progress=lambda p: self._progress(job, p * size / 100, size)
-        )
+            source, found.format, raw, limits, direct=direct,
+            progress=lambda p: self._progress(job, p * size / 100, size),
+        )  # fmt: skip
 
     # ---- store and register --------------------------------------------------------------------------
     def _store(self, job: Job, found: Inspection, raw: Path | None, fd: int) -> Resource:
