@@ -10,6 +10,7 @@ import tempfile
 from typing import cast
 
 from atoll_common import process
+from customization import hostkeys
 from customization.tasks.base import TaskContext, TaskMeta, TaskResult
 
 META = TaskMeta(
@@ -18,27 +19,31 @@ META = TaskMeta(
     runs_after=("FilesystemResize", "AssignHostname"),
 )
 SSH_DIR = "/etc/ssh"
-DEFAULT_TYPES = ("rsa", "ecdsa", "ed25519")  # what `ssh-keygen -A` makes
 _KEY_RE = re.compile(r"^ssh_host_([a-z0-9]+)_key(\.pub)?$")
-_BITS = {"rsa": "3072", "ecdsa": "256", "dsa": "1024"}
 
 
-def _keygen_argv(kind: str, comment: str, path: str) -> list[str]:
-    argv = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", comment, "-f", path]
-    if kind in _BITS:
-        argv[4:4] = ["-b", _BITS[kind]]
-    return argv
+def _start(kind: str, comment: str, path: str) -> subprocess.Popen[bytes]:
+    """Make a key pair at ``path``; RSA from the process's reserve where it has one (then only the
+    comment is set, by ssh-keygen, in both files)."""
+    reserved = hostkeys.take_rsa() if kind == "rsa" else None
+    if reserved is None:
+        return process.start(hostkeys.keygen_argv(kind, comment, path))
+    private, public = reserved
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private)
+    with open(path + ".pub", "wb") as f:
+        f.write(public)
+    return process.start(["ssh-keygen", "-q", "-c", "-C", comment, "-f", path])
 
 
 def prepare(ctx: TaskContext) -> None:
-    """Start making the usual key types now: RSA takes most of a second, so it overlaps the other tasks."""
+    """Start making the usual key types now: RSA takes most of a second, so it overlaps the other tasks
+    (or comes from the reserve of the process that runs the customization, see customization.hostkeys)."""
     workdir = tempfile.mkdtemp(prefix="atoll-hostkeys-")
     ctx.stack.callback(shutil.rmtree, workdir, ignore_errors=True)
     comment = f"root@{ctx.params.hostname or 'localhost'}"
-    procs = {
-        kind: process.start(_keygen_argv(kind, comment, os.path.join(workdir, kind)))
-        for kind in DEFAULT_TYPES
-    }
+    procs = {kind: _start(kind, comment, os.path.join(workdir, kind)) for kind in hostkeys.DEFAULT_TYPES}
     ctx.stack.callback(process.stop, list(procs.values()))
     ctx.scratch["hostkeys"] = (workdir, procs)
 
@@ -56,7 +61,7 @@ def _generate(ctx: TaskContext, types: list[str]) -> dict[str, tuple[bytes, byte
     comment = f"root@{ctx.params.hostname or 'localhost'}"
     for kind in types:
         if kind not in procs:
-            procs[kind] = process.start(_keygen_argv(kind, comment, os.path.join(workdir, kind)))
+            procs[kind] = _start(kind, comment, os.path.join(workdir, kind))
     process.wait([procs[k] for k in types])
     out = {}
     for kind in types:
@@ -74,7 +79,7 @@ def run(ctx: TaskContext) -> TaskResult:
         return TaskResult("the image has no /etc/ssh", changed=False)
     names = [n for n in guest.listdir(SSH_DIR) if _KEY_RE.match(n)]
     old = {n: guest.lstat(f"{SSH_DIR}/{n}") for n in names}
-    types = sorted({m.group(1) for n in names if (m := _KEY_RE.match(n))}) or list(DEFAULT_TYPES)
+    types = sorted({m.group(1) for n in names if (m := _KEY_RE.match(n))}) or list(hostkeys.DEFAULT_TYPES)
     types = [t for t in types if t != "dsa"]  # OpenSSH no longer makes DSA keys; drop them
     for name in names:
         guest.remove(f"{SSH_DIR}/{name}")

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
+from customization import hostkeys
+from provider import backends
 from provider.ganeti import relay
 
 LOG = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ IDLE_SECONDS = 300.0
 NAMESPACES = relay.namespaces()  # the server's, and so its children's: callers must share them
 TICK_SECONDS = 5.0
 FD_FLOOR = 1024  # where a child keeps its own descriptors while it takes on the caller's numbers
+HOSTKEYS = 4  # RSA host keys kept ready for the OS create's customization (see customization.hostkeys)
 
 
 @dataclass
@@ -163,6 +166,8 @@ def run_call(conn: socket.socket, key: str) -> NoReturn:
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
         request = receive(conn)
+        if hostkeys.reserve_fd() in request.fds:  # the caller's descriptor takes that number
+            hostkeys.disown_reserve()
         if request.key != key or request.namespaces != NAMESPACES or request.module not in SERVED:
             conn.sendall(b"S")
             os._exit(0)
@@ -205,6 +210,7 @@ class Server:
         self.host = socket.gethostname()
         self.stopping = False
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.reserve: hostkeys.Reserve | None = None
 
     def claim(self) -> bool:
         """Become the one server for this socket; False if another one is (or is becoming) it."""
@@ -235,6 +241,7 @@ class Server:
         for name in PRELOAD_OPTIONAL:
             with contextlib.suppress(ImportError):
                 __import__(name)
+        backends.installed()  # the entry-point scan, once for every child
         self.files = code_files()
 
     def current(self) -> bool:
@@ -247,24 +254,26 @@ class Server:
         return same and unchanged(self.files)
 
     def reap(self) -> None:
-        """Tell each caller whose child ended how it ended (``X<code>``; a negative code is a signal)."""
-        while self.calls:
+        """Tell each caller whose child ended how it ended (``X<code>``; a negative code is a signal).
+        Only the calls' children are waited for: the host key reserve waits for its own."""
+        for pid in list(self.calls):
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                done, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            conn = self.calls.pop(pid, None)
-            if conn is not None:
-                with conn, contextlib.suppress(OSError):
-                    conn.sendall(b"X%d\n" % os.waitstatus_to_exitcode(status))
+                done, status = pid, 1 << 8
+            if done == 0:
+                continue
+            conn = self.calls.pop(pid)
+            with conn, contextlib.suppress(OSError):
+                conn.sendall(b"X%d\n" % os.waitstatus_to_exitcode(status))
 
     def serve(self, idle: float = IDLE_SECONDS) -> None:
         """Until idle, stale or asked to stop; when stale, the calls running are seen to their end."""
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, self._stop)
+        self.reserve = reserve = hostkeys.Reserve(self.path.parent, HOSTKEYS)
+        reserve.poll()
         last = time.monotonic()
         while self.sock is not None or self.calls:
             listener = self.sock
@@ -273,6 +282,7 @@ class Server:
             with contextlib.suppress(BlockingIOError):
                 os.read(self.wake_r, 512)
             self.reap()
+            reserve.poll()
             if listener is None:
                 continue
             if listener.fileno() in ready:
@@ -303,6 +313,8 @@ class Server:
             os.close(self.lock_fd)
             os.close(self.wake_r)
             os.close(self.wake_w)
+            if self.reserve is not None:
+                self.reserve.forked()
             run_call(conn, self.key)
         self.calls[pid] = conn
 
@@ -320,6 +332,8 @@ class Server:
         self.retire()
         for conn in self.calls.values():
             conn.close()
+        if self.reserve is not None:
+            self.reserve.close()
         if self.lock_fd >= 0:
             os.close(self.lock_fd)
 

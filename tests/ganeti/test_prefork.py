@@ -22,7 +22,7 @@ from sqlalchemy import select
 from provider.catalog import schema as t
 from provider.ganeti import fast, install, relay
 from tests.conftest import make_store_env, write_disk
-from tests.ganeti.conftest import Installed, add_image, last_line, make_installed
+from tests.ganeti.conftest import Installed, add_image, last_line, make_installed, register_image
 from tests.ganeti.test_fast_verbs import HEAVY, heavy, imported, without_importtime
 from tests.ganeti.test_os_and_hooks import MIB, OS_ENV
 from tests.helpers import need_root
@@ -36,20 +36,21 @@ def _key() -> str:
     return install.server_key(sys.executable, path)
 
 
+def _processes(name: str) -> Iterator[tuple[int, bytes]]:
+    """Each process's pid and its /proc file ``name`` (processes gone meanwhile are left out)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), (entry / name).read_bytes()
+            except OSError:
+                continue
+
+
 def _servers(key: str, any_namespace: bool = False) -> list[int]:
     """Pids of the verb servers for ``key`` (their command line names the socket) in this process's
     namespaces, or in any."""
     wanted = f"/verbs-{key}-".encode() if any_namespace else relay.socket_path(key).encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"provider.ganeti.prefork" in cmdline and wanted in cmdline:
-                found.append(int(entry.name))
-    return found
+    return [pid for pid, cmd in _processes("cmdline") if b"provider.ganeti.prefork" in cmd and wanted in cmd]
 
 
 def _wait(condition, what: str, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
@@ -232,3 +233,48 @@ def test_served_export_gets_ganetis_descriptors_by_number(served: Installed, tmp
     stderr = proc.stderr.decode()
     assert proc.returncode == 0 and dst.read_bytes() == src.read_bytes(), stderr
     assert heavy(imported(stderr), ("provider.ganeti.osdef", *HEAVY)) == []  # served
+
+
+def _children(pid: int) -> list[str]:
+    """The command names of ``pid``'s child processes."""
+    found = []
+    for _child, stat in _processes("stat"):
+        name, rest = stat[stat.index(b"(") + 1 : stat.rindex(b")")], stat[stat.rindex(b")") + 2 :].split()
+        if int(rest[1]) == pid:
+            found.append(name.decode())
+    return found
+
+
+def test_served_os_create_takes_a_host_key_the_server_made_ahead(
+    served: Installed, guest_image: Path
+) -> None:
+    """The server keeps RSA host keys ready (ssh-keygen, niced, in its private directory, then only in
+    a pipe): a served OS create takes one, and the server makes the next while nobody waits for it."""
+    key = _key()
+    (server,) = _servers(key)
+    directory = Path(relay.socket_path(key)).parent
+    quiet_since = [time.monotonic()]
+
+    def full() -> bool:  # no ssh-keygen running for a second: every slot holds a key
+        if _children(server) or list(directory.glob("hostkey-*")):
+            quiet_since[0] = time.monotonic()
+        return time.monotonic() - quiet_since[0] > 1.0
+
+    _wait(full, "the host key reserve to fill", timeout=120)
+    store = served.env.open()
+    register_image(served.env, guest_image, "guest")
+    vol = store.volumes.create("vol-of-vm1", source="guest")
+    store.volumes.set_ganeti(vol.id, {"VOL_UUID": "u-1"})
+    device = store.volumes.attach(vol.id).device
+    assert device is not None
+    env = {**OS_ENV, "INSTANCE_NAME": "vm1", "DISK_COUNT": "1", "DISK_0_UUID": "u-1", "OSP_HOSTNAME": "vm1"}
+    try:
+        created = served.run(served.os, "create", **env, DISK_0_PATH=device, PYTHONPROFILEIMPORTTIME="1")
+        assert created.returncode == 0, created.stderr
+        assert heavy(imported(created.stderr), ("provider.ganeti.osdef", *HEAVY)) == []  # served
+        _wait(lambda: "ssh-keygen" in _children(server), "the server to replace the key it gave", 30)
+        _wait(full, "the reserve to fill again", timeout=120)
+        assert _servers(key) == [server]  # the same server, still serving
+        assert served.ext("verify", VOL_NAME=VOL).returncode == 0
+    finally:
+        store.volumes.detach(vol.id)
