@@ -8,16 +8,18 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import click
 from tqdm import tqdm
 
 from provider import config as config_mod
 from provider.errors import AtollError
-from provider.model import Resource
-from provider.services import Store
 from provider.utils.sizes import format_size, parse_size
+
+if TYPE_CHECKING:  # the catalog (SQLAlchemy) loads when a command opens the store, not before
+    from provider.model import Resource
+    from provider.services import Store
 
 
 @dataclass
@@ -33,6 +35,8 @@ class Context:
     @property
     def store(self) -> Store:
         if self._store is None:
+            from provider.services import Store
+
             self._store = Store.open(self.config)
         return self._store
 
@@ -112,7 +116,7 @@ def print_resources(ctx: Context, items: Sequence[Resource]) -> None:
 
 
 def print_resource(ctx: Context, data: dict[str, Any] | Resource) -> None:
-    if isinstance(data, Resource):
+    if not isinstance(data, dict):  # a Resource
         data = data.to_dict()
 
     def table() -> None:

@@ -15,8 +15,10 @@ import swiftclient
 
 from provider.utils.blockhash import BLOCK_SIZE, hash_file
 from tests.api.conftest import ApiServer
+from tests.ganeti.test_fast_verbs import heavy, imported
 
 GiB = 1 << 30
+CATALOG = ("sqlalchemy", "psycopg", "provider.catalog", "provider.services", "provider.model")
 
 
 def sync(api_server: ApiServer, user: str, file: Path, target: str, tmp_path: Path) -> dict[str, int]:
@@ -31,8 +33,12 @@ def sync(api_server: ApiServer, user: str, file: Path, target: str, tmp_path: Pa
         "--password-file",
         str(pw),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+    modules = imported(proc.stderr)
+    assert "provider.cli.swift_sync" in modules  # the measurement itself works
+    assert heavy(modules, CATALOG) == []  # a client: it starts without the catalog and the services
     report: dict[str, int] = json.loads(proc.stdout)
     return report
 
