@@ -127,8 +127,7 @@ class Reserve:
             self.making = process.start(argv), workdir
         except process.ToolMissing as e:
             shutil.rmtree(workdir, ignore_errors=True)
-            self.failed = True
-            LOG.warning("host key reserve disabled: %s", e)
+            self._disable(e)
 
     def _store(self, code: int | None, workdir: str) -> None:
         path = os.path.join(workdir, "key")
@@ -138,8 +137,11 @@ class Reserve:
             with open(path, "rb") as private, open(path + ".pub", "rb") as public:
                 os.write(self.write_fd, encode(private.read(), public.read()))
         except (OSError, ValueError) as e:
-            self.failed = True  # no retry loop: the customizations make their own keys
-            LOG.warning("host key reserve disabled: %s", e)
+            self._disable(e)
+
+    def _disable(self, reason: Exception) -> None:
+        self.failed = True  # no retry loop: the customizations make their own keys
+        LOG.warning("host key reserve disabled: %s", reason)
 
     def forked(self) -> None:
         """In a child the owner forked: it may take keys, never add any."""

@@ -24,11 +24,13 @@ def installed() -> dict[str, EntryPoint]:
 
 
 def backend_class(name: str) -> type[Backend]:
-    if name not in installed():
+    found = installed()
+    if name not in found:
         _FOUND.clear()
-    ep = installed().get(name)
+        found = installed()
+    ep = found.get(name)
     if ep is None:
-        known = sorted(installed())
+        known = sorted(found)
         raise BadConfiguration(reason=f"unknown backend {name!r} (installed: {', '.join(known) or 'none'})")
     cls = ep.load()
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
