@@ -38,9 +38,15 @@ class Limits:
 
 
 def bounded(argv: Sequence[str], limits: Limits) -> list[str]:
-    """``argv`` wrapped in prlimit (address space, CPU time) and timeout (wall clock, then SIGKILL)."""
+    """``argv`` wrapped in prlimit (address space, CPU time) and timeout (wall clock, then SIGKILL).
+
+    Two malloc arenas: glibc reserves 64 MiB of address space per arena, up to eight per core, one per
+    thread that allocates; qemu-img's I/O threads (many with ``-t none -W``) then hit the address-space
+    limit with little memory in use (thread creation fails, EAGAIN), more often on a busy machine."""
     seconds = max(1, int(limits.timeout))
     return [
+        process.which("env"),
+        "MALLOC_ARENA_MAX=2",
         process.which("prlimit"),
         f"--as={limits.memory}",
         f"--cpu={seconds}",
