@@ -1,8 +1,11 @@
 """Work a request leaves for after its answer: one daemon thread per server worker process runs it in
 order. Only work that may be lost belongs here (a worker that stops drops what is queued): today the
-sha256 of an uploaded object, which ``atoll fsck --scrub`` computes for any resource that has none.
-The thread runs at the lowest CPU priority (nice 19, for this thread and the hash threads it starts):
-it yields to requests in flight, so a client's next upload is not slowed by the last one's digest."""
+sha256 of an object or image uploaded through the API, which ``atoll fsck --scrub`` computes for any
+resource that has none.
+The thread runs at the lowest CPU priority (nice 19, for this thread and the threads and processes it
+starts): it yields to requests in flight, so a client's next upload is not slowed by the last one's
+digest. Long hashing goes to a child process (``file_sha256``): a low-priority thread preempted while
+it holds the GIL would hold up the requests of its process."""
 
 from __future__ import annotations
 

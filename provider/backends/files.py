@@ -17,6 +17,7 @@ from atoll_common.rollback import rollback
 from provider.backends.base import Backend, ImportResult
 from provider.errors import BackendError, BadConfiguration, StorageFull
 from provider.utils.digest import BackgroundDigest
+from provider.utils.writeback import WriteBehind
 
 CHUNK = 4 << 20
 BLOCK = 64 << 10
@@ -114,10 +115,12 @@ class FileBackend(Backend):
             undo.push(path.unlink, missing_ok=True)  # a partial object never stays
             try:
                 with open(path, "xb") as out:
+                    behind = WriteBehind(out.fileno())
                     for chunk in read_chunks(stream):
                         sha256.update(chunk)
                         write_sparse(out, chunk)
                         size += len(chunk)
+                        behind.advance(size)
                         if progress:
                             progress(len(chunk))
                     out.truncate(size)

@@ -159,8 +159,17 @@ class GlanceService(Service):
             conn.execute(t.image_tags.insert().values(resource_id=rid, tag=tag))
 
     # ---- upload ----------------------------------------------------------------------------------
-    def upload(self, image_id: str, stream: IO[bytes], declared: int | None, limit: int) -> ImageRecord:
-        """Stream the image data into the backend; the image becomes active."""
+    def upload(
+        self,
+        image_id: str,
+        stream: IO[bytes],
+        declared: int | None,
+        limit: int,
+        *,
+        defer_sha256: bool = False,
+    ) -> ImageRecord:
+        """Stream the image data into the backend; the image becomes active. ``defer_sha256``: the
+        resource's sha256 is left to the caller (``scrub.record_digest``), one hash less inline."""
         with self.catalog.write(res_key(image_id)) as conn:
             rec = self._owned(conn, image_id)
             if not rec.queued or rec.status != "queued":
@@ -186,7 +195,7 @@ class GlanceService(Service):
             undo.push(self._back_to_queued, image_id, row.backend, row.locator)
             reader = HashingReader(stream, limit)
             undo.push(reader.close)
-            result = backend.import_stream(row.locator, cast(IO[bytes], reader))
+            result = backend.import_stream(row.locator, cast(IO[bytes], reader), digest=not defer_sha256)
             digests = reader.finish()
             if declared is not None and result.size != declared:
                 raise InvalidInput(

@@ -20,8 +20,9 @@ from typing import Any, BinaryIO, cast
 from sqlalchemy import Connection, func, select, update
 
 from provider.catalog import schema as t
-from provider.errors import AtollError
+from provider.errors import AtollError, BackendError
 from provider.services.base import Service, res_key
+from provider.utils.digest import file_sha256
 from provider.utils.faults import failpoint
 from provider.utils.host import now
 
@@ -164,7 +165,13 @@ class ScrubService(Service):
             return None
         if row.sha256:
             return str(row.sha256)
-        digest = self.hash(row.backend, row.locator, row.disk_format)
+        raw = self.store.backend(row.backend).raw_file(row.locator, row.disk_format)
+        try:  # a local raw file is hashed outside this process (see file_sha256)
+            digest = (
+                file_sha256(raw) if raw is not None else self.hash(row.backend, row.locator, row.disk_format)
+            )
+        except OSError as e:
+            raise BackendError(reason=str(e)) from e
         with self.catalog.write(res_key(rid)) as conn:
             self._record(conn, rid, digest)
         return digest

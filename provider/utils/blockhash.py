@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import os
@@ -38,17 +39,24 @@ def is_block_hash(text: object) -> bool:
 
 class HashingReader:
     """Wraps a binary stream; every byte read is counted into an md5, and into the sha256 of the
-    4 MiB block it belongs to. Reads pass through unchanged (no second pass over the data); the md5 and
-    the block hashes of one chunk run in two helper threads while the caller writes it (hashlib
-    releases the GIL), with at most one chunk in flight."""
+    4 MiB block it belongs to. Reads pass through unchanged (no second pass over the data).
+
+    Each hash runs in its own helper thread (hashlib releases the GIL) while the caller writes the
+    chunk and reads the next; a hash may lag up to ``DEPTH`` chunks behind the reader before a read
+    waits for it. md5 is the slowest of the work (~560 MiB/s a core, against ~1.2 GiB/s for sha256
+    with the SHA extensions), and with one chunk in flight it stalled whenever the reader or the
+    client sending the bytes was briefly descheduled on a 2-core machine: a 2 GiB Swift PUT took
+    5.6-5.9 s with one chunk and 4.2-5.0 s with four (the md5 alone is 3.7 s)."""
+
+    DEPTH = 4  # chunks of lag per hash: at most 16 MiB of 4 MiB chunks held per reader and hash
 
     def __init__(self, stream: IO[bytes] | None = None, *, md5: bool = True) -> None:
         self._stream = stream
         self._md5 = hashlib.md5(usedforsecurity=False) if md5 else None
         self._block = hashlib.sha256()
         self._in_block = 0
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: list[Future[None]] = []
+        self._pools: list[ThreadPoolExecutor] = []
+        self._pending: collections.deque[Future[None]] = collections.deque()
         self.hashes: list[str] = []
         self.size = 0
 
@@ -60,25 +68,31 @@ class HashingReader:
             raise io.UnsupportedOperation("read")
         data = self._stream.read(size)
         if data:
-            self._wait()
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="blockhash")
-            self.size += len(data)
-            self._pending = [self._pool.submit(self._blocks, data)]
-            if self._md5 is not None:
-                self._pending.append(self._pool.submit(self._md5.update, data))
+            self._submit(data)
         return data
 
+    def _submit(self, data: bytes) -> None:
+        """Queue ``data`` to each hash's thread (one worker each: updates stay in order)."""
+        if not self._pools:
+            self._pools.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="blockhash"))
+            if self._md5 is not None:
+                self._pools.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="md5"))
+        while len(self._pending) > (self.DEPTH - 1) * len(self._pools):
+            self._pending.popleft().result()
+        self.size += len(data)
+        self._pending.append(self._pools[0].submit(self._blocks, data))
+        if self._md5 is not None:
+            self._pending.append(self._pools[1].submit(self._md5.update, data))
+
     def _wait(self) -> None:
-        pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
+        while self._pending:
+            self._pending.popleft().result()
 
     def close(self) -> None:
         self._wait()
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        for pool in self._pools:
+            pool.shutdown()
+        self._pools = []
 
     def write(self, data: bytes) -> int:
         """Hash ``data`` as the next bytes (so the reader doubles as an export sink)."""
@@ -86,6 +100,7 @@ class HashingReader:
         return len(data)
 
     def update(self, data: bytes) -> None:
+        self._wait()  # after bytes read through read(), if any
         if self._md5 is not None:
             self._md5.update(data)
         self.size += len(data)

@@ -17,6 +17,16 @@ def new_image(server: ApiServer, token: str, **fields: object) -> str:
     return str(resp.json()["id"])
 
 
+def recorded_sha256(api_server: ApiServer, rid: str) -> str | None:
+    """The sha256 the server records once an upload has been answered (read back from the store)."""
+    deadline = time.monotonic() + 60
+    while True:
+        found = api_server.env.open("root").resources.get(rid).sha256
+        if found is not None or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
 def data_files(server: ApiServer) -> list[str]:
     data = server.env.config.store.path / "data"
     return sorted(p.name for p in data.iterdir()) if data.exists() else []

@@ -14,7 +14,7 @@ from glanceclient import exc as glance_exc
 from glanceclient.v2 import client as glance_client
 
 from tests.api.conftest import ApiServer
-from tests.api.helpers import data_files, new_image, raw_upload, wait_status
+from tests.api.helpers import data_files, new_image, raw_upload, recorded_sha256, wait_status
 
 DATA = b"".join(i.to_bytes(4, "little") * 256 for i in range(1024)) * 4  # 4 MiB, not all zeros
 
@@ -37,6 +37,8 @@ def test_create_upload_download(api_server: ApiServer) -> None:
     assert b"".join(gc.images.data(image.id)) == DATA
     res = api_server.env.open("alpha").images.show(image.id)  # the same resource through the CLI's service
     assert res.id == image.id and res.size == len(DATA) and res.kind == "image"
+    # the resource's own sha256 is read back from the store after the upload was answered
+    assert recorded_sha256(api_server, image.id) == hashlib.sha256(DATA).hexdigest()
     with pytest.raises(glance_exc.HTTPConflict):
         gc.images.upload(image.id, io.BytesIO(b"again"))
 

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import swiftclient
 from swiftclient.exceptions import ClientException
 
 from tests.api.conftest import ApiServer
+from tests.api.helpers import recorded_sha256
 
 MiB = 1 << 20
 
@@ -35,16 +35,6 @@ def raw(conn: swiftclient.Connection, method: str, path: str = "", **kw) -> requ
     url, token = conn.get_auth()
     headers = {"X-Auth-Token": token, **kw.pop("headers", {})}
     return requests.request(method, url + path, headers=headers, timeout=60, **kw)
-
-
-def recorded_sha256(api_server: ApiServer, rid: str) -> str | None:
-    """The sha256 the server records once a PUT has been answered (read back from the store)."""
-    deadline = time.monotonic() + 60
-    while True:
-        found = api_server.env.open("root").objects.show(rid).sha256
-        if found is not None or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
 
 
 def status(exc: pytest.ExceptionInfo[ClientException]) -> int:
