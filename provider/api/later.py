@@ -4,7 +4,7 @@ sha256 of an object or image uploaded through the API, which ``atoll fsck --scru
 resource that has none.
 The thread runs at the lowest CPU priority (nice 19, for this thread and the threads and processes it
 starts): it yields to requests in flight, so a client's next upload is not slowed by the last one's
-digest. Long hashing goes to a child process (``file_sha256``): a low-priority thread preempted while
+digest. Long hashing goes to a child process (``file_digests``): a low-priority thread preempted while
 it holds the GIL would hold up the requests of its process."""
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from provider.imaging.inspect import Inspection, inspect
 from provider.model import Resource
 from provider.services.base import Service, res_key
 from provider.services.imports_jobs import IMPORTS_CONTAINER, Job, this_worker
+from provider.utils.digest import file_digests
 from provider.utils.faults import failpoint
 from provider.utils.host import now
 
@@ -38,6 +39,7 @@ LOG = logging.getLogger(__name__)
 
 _PROGRESS_EVERY = 2.0  # seconds between progress writes to the catalog
 _SCRATCH = ("download", "copy", "raw")
+DIGESTS = ("sha256", "md5", "sha512")  # the resource's, then Glance's checksum and os_hash_value
 
 
 class _Hasher(io.RawIOBase):
@@ -45,7 +47,7 @@ class _Hasher(io.RawIOBase):
 
     def __init__(self, pool: ThreadPoolExecutor) -> None:
         super().__init__()
-        self.digests = {name: hashlib.new(name) for name in ("sha256", "md5", "sha512")}
+        self.digests = {name: hashlib.new(name) for name in DIGESTS}
         self.pool = pool
 
     def writable(self) -> bool:
@@ -235,22 +237,28 @@ class ImportRunner(Service):
         the job's ``phase`` says ``digest``."""
         self._phase(job, "digest", total=res.size)
         try:
-            with ThreadPoolExecutor(3) as pool, io.BufferedWriter(sink := _Hasher(pool), 4 << 20) as out:
-                self.store.backend(res.backend).export_stream(res.locator, "raw", out)
+            digests = self._digests(res)
         except (OSError, AtollError) as e:
             LOG.warning("could not hash %s: %s", res.id, e)
         else:
             with self.catalog.write() as conn:
                 if res.sha256 is None:
                     conn.execute(
-                        update(t.resources)
-                        .where(t.resources.c.id == res.id)
-                        .values(sha256=sink.digests["sha256"].hexdigest())
+                        update(t.resources).where(t.resources.c.id == res.id).values(sha256=digests["sha256"])
                     )
-                self.store.glance_imports.record_digests(
-                    conn, res.id, sink.digests["md5"].hexdigest(), sink.digests["sha512"].hexdigest()
-                )
+                self.store.glance_imports.record_digests(conn, res.id, digests["md5"], digests["sha512"])
         self._phase(job, None)
+
+    def _digests(self, res: Resource) -> dict[str, str]:
+        """A local raw file is hashed by a child process (the server's requests keep the GIL to
+        themselves, see ``file_digests``); other backends' data streams through this one."""
+        backend = self.store.backend(res.backend)
+        raw = backend.raw_file(res.locator, "raw")
+        if raw is not None:
+            return file_digests(raw, DIGESTS)
+        with ThreadPoolExecutor(3) as pool, io.BufferedWriter(sink := _Hasher(pool), 4 << 20) as out:
+            backend.export_stream(res.locator, "raw", out)
+        return {name: h.hexdigest() for name, h in sink.digests.items()}
 
     # ---- job rows ------------------------------------------------------------------------------------
     def _update(self, job: Job, **values: Any) -> None:

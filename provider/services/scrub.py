@@ -22,7 +22,7 @@ from sqlalchemy import Connection, func, select, update
 from provider.catalog import schema as t
 from provider.errors import AtollError, BackendError
 from provider.services.base import Service, res_key
-from provider.utils.digest import file_sha256
+from provider.utils.digest import file_digests
 from provider.utils.faults import failpoint
 from provider.utils.host import now
 
@@ -166,9 +166,11 @@ class ScrubService(Service):
         if row.sha256:
             return str(row.sha256)
         raw = self.store.backend(row.backend).raw_file(row.locator, row.disk_format)
-        try:  # a local raw file is hashed outside this process (see file_sha256)
+        try:  # a local raw file is hashed outside this process (see file_digests)
             digest = (
-                file_sha256(raw) if raw is not None else self.hash(row.backend, row.locator, row.disk_format)
+                file_digests(raw)["sha256"]
+                if raw is not None
+                else self.hash(row.backend, row.locator, row.disk_format)
             )
         except OSError as e:
             raise BackendError(reason=str(e)) from e

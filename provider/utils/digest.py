@@ -53,29 +53,43 @@ class BackgroundDigest:
         self.close()
 
 
-_CHILD_SHA256 = (
-    "import hashlib, sys\n"
-    "h = hashlib.sha256()\n"
-    "with open(sys.argv[1], 'rb', buffering=0) as f:\n"
-    "    while b := f.read(4 << 20):\n"
-    "        h.update(b)\n"
-    "print(h.hexdigest())\n"
-)
+_CHILD = """
+import hashlib, sys
+from concurrent.futures import ThreadPoolExecutor
+names = sys.argv[2].split(",")
+hashes = [hashlib.new(n) for n in names]
+pools = [ThreadPoolExecutor(1) for _ in names]
+pending = []
+with open(sys.argv[1], "rb", buffering=0) as f:
+    while chunk := f.read(4 << 20):
+        if len(pending) >= 4 * len(names):
+            for done in pending[: len(names)]:
+                done.result()
+            del pending[: len(names)]
+        pending += [pool.submit(h.update, chunk) for pool, h in zip(pools, hashes)]
+for done in pending:
+    done.result()
+for n, h in zip(names, hashes):
+    print(n, h.hexdigest())
+"""
 
 
-def file_sha256(path: Path) -> str:
-    """The sha256 of a local file, computed by a child interpreter.
+def file_digests(path: Path, names: tuple[str, ...] = ("sha256",)) -> dict[str, str]:
+    """Digests of a local file (one thread per digest), computed by a child interpreter.
 
-    For work a server does after its answers: a hashing thread inside a server process shares the GIL
-    with the request threads, and at low priority it is preempted while it holds the lock, so requests
-    wait behind it (a 1,000-image listing's median went from 27 to 57 ms while a 10 GiB upload's
-    digest ran, measured). A child process has its own interpreter; on Linux it inherits the calling
-    thread's priority, so it really runs in the background.
+    For work a server does beside its requests: a hashing thread inside a server process shares the
+    GIL with the request threads, and at low priority it is preempted while it holds the lock, so
+    requests wait behind it (a 1,000-image listing's median went from 27 to 57 ms while a 10 GiB
+    upload's digest ran, measured). A child process has its own interpreter; on Linux it inherits the
+    calling thread's priority, so it really runs in the background.
     """
     done = subprocess.run(
-        [sys.executable, "-I", "-c", _CHILD_SHA256, str(path)], capture_output=True, text=True, check=False
+        [sys.executable, "-I", "-c", _CHILD, str(path), ",".join(names)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    digest = done.stdout.strip()
-    if done.returncode != 0 or len(digest) != 64:
+    found = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    if done.returncode != 0 or sorted(found) != sorted(names):
         raise OSError(f"hashing {path} failed: {done.stderr.strip()[-500:] or done.returncode}")
-    return digest
+    return found

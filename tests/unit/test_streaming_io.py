@@ -13,7 +13,7 @@ import pytest
 
 from provider.utils import writeback
 from provider.utils.blockhash import BLOCK_SIZE, HashingReader
-from provider.utils.digest import DEPTH, BackgroundDigest, file_sha256
+from provider.utils.digest import DEPTH, BackgroundDigest, file_digests
 from provider.utils.writeback import LAG, STEP, WriteBehind
 
 MiB = 1 << 20
@@ -127,9 +127,13 @@ def test_background_digest_lags_a_bounded_number_of_chunks(name: str) -> None:
         assert nothing.hexdigest() is None
 
 
-def test_file_sha256_in_a_child_and_its_errors(tmp_path: Path) -> None:
+def test_file_digests_in_a_child_and_their_errors(tmp_path: Path) -> None:
     data = os.urandom(9 * MiB + 3)
     (tmp_path / "f").write_bytes(data)
-    assert file_sha256(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+    assert file_digests(tmp_path / "f") == {"sha256": hashlib.sha256(data).hexdigest()}
+    names = ("sha256", "md5", "sha512")
+    assert file_digests(tmp_path / "f", names) == {n: hashlib.new(n, data).hexdigest() for n in names}
+    (tmp_path / "empty").write_bytes(b"")
+    assert file_digests(tmp_path / "empty", ("md5",)) == {"md5": hashlib.md5(b"").hexdigest()}
     with pytest.raises(OSError, match=r"hashing .*missing failed"):
-        file_sha256(tmp_path / "missing")
+        file_digests(tmp_path / "missing")
