@@ -13,6 +13,9 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, Table, Text, delete, select
 
+from provider.catalog import project_names
+from provider.catalog.project_names import per_project_names
+
 metadata = MetaData()
 
 meta = Table("atoll_meta", metadata, Column("key", Text, primary_key=True), Column("value", Text))
@@ -456,6 +459,7 @@ MIGRATIONS: list[Sequence[Step]] = [
     _V_RESILIENCE,
     _V_IMAGE_IMPORT,
     _V_LISTING_ORDER,
+    [per_project_names, *project_names.AFTER],  # names unique per project, not store-wide
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

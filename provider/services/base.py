@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Connection, Table, delete, func, select, u
 from provider.catalog import schema as t
 from provider.errors import Ambiguous, Conflict, InUse, NotFound, PermissionDenied, StorageFull
 from provider.model import Resource, build
+from provider.services import names
 from provider.services.catalog_listing import list_resources
 from provider.utils.faults import failpoint
 from provider.utils.host import HOST, my_start, now, proc_start
@@ -101,36 +102,22 @@ class Service:
         return build(row, obj, img, vol, members)
 
     def resolve(self, conn: Connection, ref: str, what: str = "resource") -> Resource:
-        """REF is an id, ``container/name``, or an image/snapshot/volume name."""
+        """REF is an id, ``container/name``, or an image/snapshot/volume name: the caller's own
+        resource of that name, else the one of another project the caller may read (see ``names``)."""
         if UUID_RE.match(ref):
             try:
                 return self.load(conn, ref)
             except NotFound:
                 raise NotFound(what=what, ref=ref) from None
-        available = t.resources.c.state == "available"
-        ids: dict[str, str] = {}
-        if "/" in ref:
-            container, _, name = ref.partition("/")
-            q = (
-                select(t.object_views.c.resource_id)
-                .join(t.resources, t.resources.c.id == t.object_views.c.resource_id)
-                .where(t.object_views.c.container == container, t.object_views.c.name == name, available)
-            )
-            for (rid,) in conn.execute(q):
-                ids[rid] = "object"
-        for view, label in ((t.image_views, "image"), (t.volume_views, "volume")):
-            q = (
-                select(view.c.resource_id)
-                .join(t.resources, t.resources.c.id == view.c.resource_id)
-                .where(view.c.name == ref, available)
-            )
-            for (rid,) in conn.execute(q):
-                ids.setdefault(rid, label)
-        if not ids:
+        found = {c[0]: c for c in names.named(conn, ref)}
+        own = {rid: c for rid, c in found.items() if c[2] == self.caller.name}
+        if not own:
+            own = {rid: c for rid, c in found.items() if self.can_read(conn, self.load(conn, rid))}
+        if not own:
             raise NotFound(what=what, ref=ref)
-        if len(ids) > 1:
-            raise Ambiguous(ref=ref, choices=", ".join(f"{k} {v}" for v, k in ids.items()))
-        return self.load(conn, next(iter(ids)))
+        if len(own) > 1:
+            raise Ambiguous(ref=ref, choices=names.choices(own))
+        return self.load(conn, next(iter(own)))
 
     def get(self, ref: str, what: str = "resource") -> Resource:
         with self.catalog.read() as conn:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from provider.catalog import schema as t
 from provider.errors import Conflict, InvalidInput, NotFound
 from provider.model import Resource
+from provider.services import names
 from provider.services.base import Service
 from provider.utils.host import now
 from provider.utils.names import check_key, check_name, check_value
@@ -209,16 +210,7 @@ class ContainerService(Service):
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _object_id(self, conn: Connection, account: str, container: str, name: str) -> str | None:
-        return conn.execute(
-            select(t.object_views.c.resource_id)
-            .join(t.resources, t.resources.c.id == t.object_views.c.resource_id)
-            .where(
-                t.object_views.c.container == container,
-                t.object_views.c.name == name,
-                t.resources.c.owner == account,
-                t.resources.c.state == "available",
-            )
-        ).scalar_one_or_none()
+        return names.object_id(conn, container, name, account)
 
     def _check_access(self, conn: Connection, account: str, name: str, *, listing: bool) -> None:
         self._require(conn, account, name)

@@ -97,7 +97,7 @@ class GlanceService(Service):
             if conn.execute(select(t.resources.c.id).where(t.resources.c.id == rid)).first():
                 raise AlreadyExists(what="image", name=rid)
             if name is not None:
-                self.store.images.check_name_free(conn, name)
+                self.store.images.check_name_free(conn, name, self.caller.name)
             self.store.identity.ensure_project(conn, self.caller.name)
             conn.execute(
                 t.resources.insert().values(
@@ -308,7 +308,7 @@ class GlanceService(Service):
             name = changes["name"] or rec.id
             if name != rec.id:
                 check_name(name, "image name")
-            self.store.images.check_name_free(conn, name, exclude=rec.id)
+            self.store.images.check_name_free(conn, name, rec.owner, exclude=rec.id)
             values["name"] = name
         if "visibility" in changes:
             vis = changes["visibility"]

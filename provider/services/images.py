@@ -70,7 +70,7 @@ class ImageService(Service):
                 if res.image.name == name and res.image.properties == props:
                     return res  # idempotent
                 raise AlreadyExists(what="image registration of object", name=res.name)
-            self.check_name_free(conn, name)
+            self.check_name_free(conn, name, res.owner)
             if res.disk_format == "raw":
                 self.check_raw(res, disk_format)
             stamp = now()
@@ -112,9 +112,11 @@ class ImageService(Service):
         except OSError:
             return
 
-    def check_name_free(self, conn: Connection, name: str, exclude: str | None = None) -> None:
-        """:raises AlreadyExists: another image (or snapshot) than ``exclude`` is called ``name``."""
-        q = select(t.image_views.c.resource_id).where(t.image_views.c.name == name)
+    def check_name_free(self, conn: Connection, name: str, owner: str, exclude: str | None = None) -> None:
+        """:raises AlreadyExists: another image (or snapshot) of project ``owner`` than ``exclude`` is
+        called ``name`` (names are per project: other projects' images never block one, nor show)."""
+        v = t.image_views.c
+        q = select(v.resource_id).where(v.name == name, v.owner == owner)
         row = conn.execute(q).first()
         if row is not None and row[0] != exclude:
             raise AlreadyExists(what="image", name=name)
@@ -170,7 +172,7 @@ class ImageService(Service):
             values: dict[str, Any] = {"properties": json.dumps(props, sort_keys=True), "updated_at": now()}
             if name is not None and name != res.image.name:
                 check_name(name, "image name")
-                self.check_name_free(conn, name, exclude=res.id)
+                self.check_name_free(conn, name, res.owner, exclude=res.id)
                 values["name"] = name
             if visibility is not None:
                 if visibility not in VISIBILITIES:

@@ -113,18 +113,17 @@ class ImportService(Service):
         return str(path)
 
     def _check_names_free(self, conn: Connection, name: str) -> None:
-        if conn.execute(select(t.image_views.c.resource_id).where(t.image_views.c.name == name)).first():
-            raise AlreadyExists(what="image", name=name)
+        """The image name and its object in the imports container, both in the caller's project."""
+        owner = self.caller.name
+        self.store.images.check_name_free(conn, name, owner)
         busy = select(t.import_jobs.c.id).where(
-            t.import_jobs.c.name == name, t.import_jobs.c.state.in_(("queued", "importing"))
+            t.import_jobs.c.name == name,
+            t.import_jobs.c.owner == owner,
+            t.import_jobs.c.state.in_(("queued", "importing")),
         )
         if conn.execute(busy).first():
             raise AlreadyExists(what="import of image", name=name)
-        taken = select(t.object_views.c.resource_id).where(
-            t.object_views.c.container == IMPORTS_CONTAINER, t.object_views.c.name == name
-        )
-        if conn.execute(taken).first():
-            raise AlreadyExists(what="object", name=f"{IMPORTS_CONTAINER}/{name}")
+        self.store.objects.reserve_name(conn, IMPORTS_CONTAINER, name, owner)
 
     def run(self, job_id: str, listener: Listener | None = None) -> Job:
         """Run a queued job in this process, now (the CLI's foreground import); return how it ended."""

@@ -7,11 +7,12 @@ import json
 from collections.abc import Callable
 from typing import IO, cast
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, update
 
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, ChecksumMismatch, Conflict, InvalidInput
 from provider.model import Resource
+from provider.services import names
 from provider.services.base import Service
 from provider.utils.blockhash import HashingReader
 from provider.utils.faults import failpoint
@@ -105,14 +106,10 @@ class ObjectService(Service):
 
     def replaceable(self, conn: Connection, container: str, name: str) -> Resource | None:
         """The object a replacing upload would replace, if the caller may replace it."""
-        row = conn.execute(
-            select(t.object_views.c.resource_id).where(
-                t.object_views.c.container == container, t.object_views.c.name == name
-            )
-        ).first()
-        if row is None:
+        rid = self.name_taken(conn, container, name, self.caller.name)
+        if rid is None:
             return None
-        old = self.load(conn, row[0], states=("available", "pending"))
+        old = self.load(conn, rid, states=("available", "pending"))
         if old.state != "available" or old.owner != self.caller.name:
             raise AlreadyExists(what="object", name=f"{container}/{name}")
         if old.image is not None:
@@ -139,14 +136,15 @@ class ObjectService(Service):
             )
         )
 
-    def reserve_name(self, conn: Connection, container: str, name: str) -> None:
-        row = conn.execute(
-            select(t.object_views.c.resource_id).where(
-                t.object_views.c.container == container, t.object_views.c.name == name
-            )
-        ).first()
-        if row is not None:
+    def reserve_name(self, conn: Connection, container: str, name: str, owner: str | None = None) -> None:
+        if self.name_taken(conn, container, name, owner or self.caller.name) is not None:
             raise AlreadyExists(what="object", name=f"{container}/{name}")
+
+    @staticmethod
+    def name_taken(conn: Connection, container: str, name: str, owner: str) -> str | None:
+        """The id of project ``owner``'s object ``container/name`` (available or being made), if any:
+        object names are per project, as Swift's are per account."""
+        return names.object_id(conn, container, name, owner, ("available", "pending"))
 
     def copy(
         self,

@@ -287,7 +287,7 @@ class VolumeApiService(Service):
             vol = self.owned(conn, vid)
             if name is not None and name != vol.name:
                 check_name(name, "volume name")
-                self.store.volumes.check_name_free(conn, name)
+                self.store.volumes.check_name_free(conn, name, vol.owner)
         self._set_view(vol.id, name=name, description=description, metadata=meta)
         return self.show(vol.id)
 

@@ -51,8 +51,14 @@ class VolumeService(Service):
         """Undo what attach made on this host (idempotent)."""
         self.datapath.detach(ref)
 
-    def check_name_free(self, conn: Connection, name: str) -> None:
-        if conn.execute(select(t.volume_views.c.resource_id).where(t.volume_views.c.name == name)).first():
+    def check_name_free(self, conn: Connection, name: str, owner: str | None = None) -> None:
+        """Volume names are per project (the caller's unless ``owner`` says which)."""
+        taken = (
+            select(t.volume_views.c.resource_id)
+            .join(t.resources, t.resources.c.id == t.volume_views.c.resource_id)
+            .where(t.volume_views.c.name == name, t.resources.c.owner == (owner or self.caller.name))
+        )
+        if conn.execute(taken).first():
             raise AlreadyExists(what="volume", name=name)
 
     def _volume(self, conn: Connection, ref: str) -> Resource:
@@ -188,13 +194,8 @@ class VolumeService(Service):
                 vol = self._volume(conn, ref)
                 backend = self.store.backend(vol.backend)
                 backend.require(Capability.SNAPSHOT, "snapshot volumes")
-                self.store.images.check_name_free(conn, name)
-                if conn.execute(
-                    select(t.object_views.c.resource_id).where(
-                        t.object_views.c.container == SNAPSHOTS_CONTAINER, t.object_views.c.name == name
-                    )
-                ).first():
-                    raise AlreadyExists(what="object", name=f"{SNAPSHOTS_CONTAINER}/{name}")
+                self.store.images.check_name_free(conn, name, self.caller.name)
+                self.store.objects.reserve_name(conn, SNAPSHOTS_CONTAINER, name)
                 sid = new_id()
                 frozen = backend.snapshot_layout == SnapshotLayout.FREEZE_TOP
                 new_locator = (

@@ -100,7 +100,7 @@ def test_ganeti_and_object_lookups_use_indexes(qcow2_env: StoreEnv, disk: Path) 
         plan = _plan(
             store, "SELECT resource_id FROM object_views WHERE container = ? AND name = ?", c="a", n="b"
         )
-        assert "USING INDEX sqlite_autoindex_object_views" in plan, plan
+        assert "USING INDEX object_views_path" in plan, plan
 
 
 def test_migration_indexes_the_ganeti_identity_of_existing_volumes(tmp_path: Path) -> None:
