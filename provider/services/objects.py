@@ -110,7 +110,7 @@ class ObjectService(Service):
         if rid is None:
             return None
         old = self.load(conn, rid, states=("available", "pending"))
-        if old.state != "available" or old.owner != self.caller.name:
+        if old.state != "available":  # name_taken looked in the caller's project only
             raise AlreadyExists(what="object", name=f"{container}/{name}")
         if old.image is not None:
             raise Conflict(reason=f"object {container}/{name} is registered as {old.kind} {old.image.name!r}")
