@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import time
@@ -29,8 +30,8 @@ def _make_engine(url: str, busy_timeout: float) -> Engine:
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            use_wal(cur, engine.url.database)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=FULL")
             cur.close()
@@ -53,6 +54,20 @@ def _make_engine(url: str, busy_timeout: float) -> Engine:
         dbapi_conn.commit()
 
     return engine
+
+
+def use_wal(cur: Any, database: str | None) -> None:
+    """Put the catalog in WAL mode (readers never wait for the writer). A new catalog's switch is made
+    under a lock on its directory: SQLite fails at once ("database is locked", no busy wait) a second
+    process that reads the header while the first rewrites it, as when two commands open a new store."""
+    if not database or database == ":memory:" or cur.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    fd = os.open(os.path.dirname(os.path.abspath(database)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        cur.execute("PRAGMA journal_mode=WAL")
+    finally:
+        os.close(fd)
 
 
 def postgresql_url(url: str) -> str:
