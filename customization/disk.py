@@ -228,16 +228,22 @@ def find_root(disk: Disk, table: PartitionTable, wanted: int | None) -> tuple[Pa
         if part.is_extended:
             raise DiskError(f"ROOT_PARTITION={wanted} is the extended partition, not a filesystem")
         return part, probe_filesystem(disk, part) or "unknown"
+    found = linux_filesystems(disk, table)
+    if len(found) != 1:
+        which = ", ".join(str(p.number) for p, _ in found) or "none"
+        raise DiskError(f"cannot tell the root partition (Linux filesystems on: {which}); set ROOT_PARTITION")
+    return found[0]
+
+
+def linux_filesystems(disk: Disk, table: PartitionTable) -> list[tuple[Partition, str]]:
+    """The partitions holding a Linux filesystem, with its type."""
     found = []
     for part in table.partitions:
         if not part.is_extended:
             fstype = probe_filesystem(disk, part)
             if fstype in LINUX_FILESYSTEMS:
                 found.append((part, fstype))
-    if len(found) != 1:
-        which = ", ".join(str(p.number) for p, _ in found) or "none"
-        raise DiskError(f"cannot tell the root partition (Linux filesystems on: {which}); set ROOT_PARTITION")
-    return found[0]
+    return found
 
 
 def _sfdisk_set(disk: Disk, number: int, spec: str) -> None:

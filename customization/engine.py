@@ -12,7 +12,7 @@ from atoll_common.errors import AtollError
 from customization import disk as d
 from customization import distros, ordering, tasks
 from customization import properties as schema
-from customization.errors import TaskFailed, UnsupportedImage
+from customization.errors import DiskError, TaskFailed, UnsupportedImage
 from customization.guestfs import ext
 from customization.guestfs.base import GuestFS
 from customization.guestfs.debugfs import DebugfsFS
@@ -143,6 +143,20 @@ def _choose(
     return root, fstype
 
 
+def data_disk(disk: d.Disk, props: NormalizedProperties) -> str | None:
+    """Why ``disk`` is a data disk to leave as it is (no partition table, or no Linux filesystem on its
+    partitions), or None: an image naming OSFAMILY or ROOT_PARTITION is a system, customized or failed."""
+    if props.os_family is not None or props.root_partition is not None:
+        return None
+    try:
+        table = d.read_table(disk)
+    except DiskError as e:
+        return f"a data disk, left as it is: {e}"
+    if not d.linux_filesystems(disk, table):
+        return "a data disk, left as it is: no Linux filesystem on its partitions (and no OSFAMILY)"
+    return None
+
+
 def _emit(report: Report, outcome: TaskOutcome, on_progress: Callable[[TaskOutcome], None] | None) -> None:
     report.outcomes.append(outcome)
     LOG.info("%s", outcome.line())
@@ -182,23 +196,27 @@ def customize(
     on_progress: Callable[[TaskOutcome], None] | None = None,
     grow_to: int | None = None,
     backend: Backend = "auto",
+    data_disks: bool = False,
 ) -> Report:
     """Customize the raw ``disk`` (file or block device) for one instance; see docs/customization.md.
 
     Everything is validated before the first byte is written. Raises a CustomizationError subclass (one
-    clear line); a failing task raises TaskFailed, whose ``report`` holds the outcomes up to it.
+    clear line); a failing task raises TaskFailed, whose ``report`` holds the outcomes up to it. With
+    ``data_disks``, a disk that is no Linux system and whose image names no OSFAMILY or ROOT_PARTITION
+    (a data disk, an ISO) is left as it is instead of failing.
     """
     started = time.monotonic()
     props = schema.validate(params.effective_properties(properties))
     report = Report(disk=os.fspath(disk), warnings=list(props.warnings))
     modules = all_tasks()
     target = d.open_disk(disk)
-    if props.exclude_all:
+    untouched = "EXCLUDE_ALL_TASKS is set" if props.exclude_all else None
+    if untouched is None and data_disks:
+        untouched = data_disk(target, props)
+    if untouched is not None:
         d.grow_disk(target, grow_to)
         for module in modules:
-            _emit(
-                report, TaskOutcome(module.META.name, Status.SKIPPED, "EXCLUDE_ALL_TASKS is set"), on_progress
-            )
+            _emit(report, TaskOutcome(module.META.name, Status.SKIPPED, untouched), on_progress)
         report.seconds = time.monotonic() - started
         return report
     table = d.read_table(target)

@@ -38,7 +38,8 @@ def create(
 
     A clone of an Image is customized from the image's properties and the options below (a progress line
     per task on stderr); a failed customization removes the new volume. Clones of Snapshots and plain
-    Objects are left as they are.
+    Objects are left as they are, and without the options below so are Images that are no Linux system
+    and name no OSFAMILY or ROOT_PARTITION (data disks, ISOs).
     """
     wanted = any(options.values())
     if wanted and source is None:

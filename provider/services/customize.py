@@ -42,8 +42,11 @@ class CustomizeService(Service):
             self.check_read(conn, res)
             return self.store.images.inherited_properties(conn, res)
 
-    def run(self, ref: str, params: InstanceParams, on_progress: Progress | None = None) -> Report:
-        """Apply the image's tasks to volume ``ref`` in place (nothing runs for a Snapshot's clone)."""
+    def run(
+        self, ref: str, params: InstanceParams, on_progress: Progress | None = None, data_disks: bool = False
+    ) -> Report:
+        """Apply the image's tasks to volume ``ref`` in place (nothing runs for a Snapshot's clone; with
+        ``data_disks`` nothing for a disk that is no Linux system, when the image names no OSFAMILY)."""
         vol = self.get(ref, "volume")
         if vol.mode != "rw":
             raise InvalidInput("%(ref)r is a %(kind)s: only volumes are customized", ref=ref, kind=vol.kind)
@@ -54,7 +57,8 @@ class CustomizeService(Service):
         props = self.properties(vol.id)
         try:
             with local_disk(self.store, vol.id, writable=True) as path:
-                return customize(path, props, params, on_progress=_with_failpoint(on_progress))
+                progress = _with_failpoint(on_progress)
+                return customize(path, props, params, on_progress=progress, data_disks=data_disks)
         except CustomizationError as e:
             raise CustomizationFailed(name=vol.name, reason=str(e) + self._full_note(vol.backend)) from e
 

@@ -161,6 +161,7 @@ class VolumeService(Service):
         """Clone ``source`` as volume ``name`` and customize it; if customizing fails, the volume is
         removed and the error raised. An Image's clone is always customized, any other source's only
         when ``always`` (the caller gave instance parameters); a Snapshot's clone then runs no task.
+        Unless ``always``, a data disk (no Linux system, no OSFAMILY: an ISO, a blank disk) is left as is.
 
         :returns: the volume and the engine's report (None when nothing was customized).
         """
@@ -171,7 +172,7 @@ class VolumeService(Service):
         with rollback() as undo:
             undo.push(self._remove_failed, vol.id)
             with self.store.customize.first_run(vol.id):
-                report = self.store.customize.run(vol.id, params, on_progress=on_progress)
+                report = self.store.customize.run(vol.id, params, on_progress, data_disks=not always)
         return self.get(vol.id), report
 
     def _remove_failed(self, rid: str) -> None:

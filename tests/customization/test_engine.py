@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -134,3 +135,54 @@ def test_secrets_stay_out_of_logs_errors_and_argv(
     assert PASSWORD not in caplog.text
     assert PASSWORD not in str(err.value) and PASSWORD not in json.dumps(err.value.report.to_dict())
     assert PASSWORD not in repr(params)
+
+
+def _vfat_data_disk(path: Path) -> Path:
+    """A disk with an MBR and one vfat partition: a data disk, no Linux system."""
+    with open(path, "wb") as f:
+        f.truncate(64 << 20)
+    subprocess.run(["sfdisk", "--quiet", str(path)], input=b"2048,,c\n", check=True)
+    part = path.with_suffix(".part")
+    with open(part, "wb") as f:
+        f.truncate((64 << 20) - (2048 * 512))
+    subprocess.run(["mkfs.vfat", str(part)], check=True, capture_output=True)
+    subprocess.run(
+        ["dd", f"if={part}", f"of={path}", "bs=1M", "seek=1", "conv=notrunc,sparse"],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+@pytest.mark.parametrize("kind", ["blank", "vfat"])
+def test_data_disks_are_left_as_they_are_when_asked(tmp_path: Path, kind: str) -> None:
+    """A clone nobody asked to customize (no OSFAMILY, no instance parameter): an ISO, a blank or a vfat
+    data disk is left bit-identical (grown) with every task skipped and the reason; otherwise it fails."""
+    disk = tmp_path / "data.raw"
+    if kind == "blank":
+        with open(disk, "wb") as f:
+            f.truncate(32 << 20)
+            f.write(b"not a partition table" * 100)
+    else:
+        _vfat_data_disk(disk)
+    size, original = verify.digest(disk)
+    params = InstanceParams(hostname="data")
+    with pytest.raises(DiskError):
+        engine.customize(disk, {}, params)  # the strict default (Ganeti's OS create, explicit options)
+    with pytest.raises(DiskError):
+        engine.customize(disk, {"OSFAMILY": "linux"}, params, data_disks=True)  # a system that is none
+    report = engine.customize(disk, {}, params, data_disks=True, grow_to=size * 2)
+    assert report.ok and {o.status for o in report.outcomes} == {Status.SKIPPED}
+    reason = "no readable partition table" if kind == "blank" else "no Linux filesystem on its partitions"
+    assert all(
+        o.message.startswith("a data disk, left as it is") and reason in o.message for o in report.outcomes
+    )
+    assert disk.stat().st_size == size * 2
+    with open(disk, "rb") as f:
+        assert hashlib.sha256(f.read(size)).hexdigest() == original
+
+
+def test_a_linux_system_is_customized_even_when_data_disks_pass(make_image: MakeImage) -> None:
+    info = make_image()
+    report = engine.customize(Path(info.path), {}, InstanceParams(hostname="sys1"), data_disks=True)
+    assert report.ok and any(o.status == Status.RAN for o in report.outcomes)

@@ -288,7 +288,7 @@ def test_image_volume_snapshot_image_workflow(server: ApiServer, guest_image: Pa
 def test_cinder_cli_and_failed_customization(server: ApiServer, tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.raw"
     with open(garbage, "wb") as f:
-        f.truncate(64 << 20)  # no partition table: the image's growth task fails
+        f.truncate(64 << 20)  # OSFAMILY=linux but no partition table: the image's growth task fails
     image_id = add_guest_image(server, garbage, "broken")
     out = cli(server, "alice", "cinder", "create", "--image", image_id, "--name", "doomed", "1").stdout
     assert "error" in out

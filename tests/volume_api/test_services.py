@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -259,8 +260,23 @@ def test_image_clone_gets_no_secret_tasks(alice: Store, guest_image: Path) -> No
             alice.volumes.detach(vid)
 
 
+def test_volume_from_a_data_image_is_its_bytes(alice: Store, tmp_path: Path) -> None:
+    """An image that is no Linux system and names no OSFAMILY (a data disk, an ISO) is cloned as it is."""
+    data = write_disk(tmp_path / "data.raw", 16 << 20)  # a pattern, no partition table
+    size, original = verify.digest(data)
+    vol = alice.volume_api.create(1, image_ref=add_image(alice, data, "data", {}), name="data-1")
+    assert vol.status == "available" and vol.size == GIB
+    att = alice.volumes.attach(vol.id)
+    try:
+        with open(att.path or att.device or "", "rb") as f:
+            assert hashlib.sha256(f.read(size)).hexdigest() == original
+    finally:
+        alice.volumes.detach(vol.id)
+
+
 def test_failed_customization_leaves_no_volume_and_an_error(alice: Store, tmp_path: Path) -> None:
-    garbage = write_disk(tmp_path / "garbage.raw", 64 << 20)  # no partition table: growth must fail
+    # an image naming OSFAMILY (add_image's default properties) with no partition table: growth fails
+    garbage = write_disk(tmp_path / "garbage.raw", 64 << 20)
     image_id = add_image(alice, garbage, "broken")
     before = _resource_ids(alice)
     failed = alice.volume_api.create(1, image_ref=image_id, name="doomed")
