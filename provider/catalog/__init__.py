@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from provider.catalog.db import Catalog
-    from provider.catalog.schema import SCHEMA_VERSION
+    from provider.catalog.migrations import SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "Catalog"]
 
@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
 
         return Catalog
     if name == "SCHEMA_VERSION":
-        from provider.catalog.schema import SCHEMA_VERSION
+        from provider.catalog.migrations import SCHEMA_VERSION
 
         return SCHEMA_VERSION
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

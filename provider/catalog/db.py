@@ -14,7 +14,7 @@ from sqlalchemy import Connection, create_engine, event, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from provider.catalog import schema
+from provider.catalog import migrations, schema
 from provider.errors import AtollError, CatalogError, StorageFull
 
 LOG = logging.getLogger(__name__)
@@ -187,13 +187,13 @@ class Catalog:
                     select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
                 ).first()
                 current = int(row[0]) if row else 0
-            if current > schema.SCHEMA_VERSION:
+            if current > migrations.SCHEMA_VERSION:
                 raise CatalogError(
-                    reason=f"catalog schema {current} is newer than this Atoll ({schema.SCHEMA_VERSION})"
+                    reason=f"catalog schema {current} is newer than this Atoll ({migrations.SCHEMA_VERSION})"
                 )
-            for version in range(current + 1, schema.SCHEMA_VERSION + 1):
+            for version in range(current + 1, migrations.SCHEMA_VERSION + 1):
                 LOG.info("migrating catalog to schema %d", version)
-                for step in schema.MIGRATIONS[version - 1]:
+                for step in migrations.MIGRATIONS[version - 1]:
                     if callable(step):  # a data step (Python), between the DDL statements
                         step(conn)
                     else:
@@ -206,7 +206,7 @@ class Catalog:
                         .where(schema.meta.c.key == "schema_version")
                         .values(value=str(version))
                     )
-            return schema.SCHEMA_VERSION
+            return migrations.SCHEMA_VERSION
 
     def analyze(self) -> None:
         """Gather the statistics the query planner chooses indexes by (SQLite has none until asked:

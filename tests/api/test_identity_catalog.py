@@ -6,14 +6,14 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from provider.catalog import Catalog
+from provider.catalog import Catalog, migrations
 from provider.catalog import schema as t
 
 
 def test_existing_owners_become_projects(tmp_path: Path) -> None:
     catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
     with catalog.write() as conn:
-        for statement in t.MIGRATIONS[0] + t.MIGRATIONS[1]:
+        for statement in migrations.MIGRATIONS[0] + migrations.MIGRATIONS[1]:
             conn.exec_driver_sql(statement)
         conn.execute(t.meta.insert().values(key="schema_version", value="2"))
         for rid, owner in (("r1", "alice"), ("r2", "alice"), ("r3", "root")):
@@ -27,7 +27,7 @@ def test_existing_owners_become_projects(tmp_path: Path) -> None:
             "'x', 'x')"
         )
         conn.exec_driver_sql("INSERT INTO image_members VALUES ('r1', 'root')")
-    assert catalog.migrate() == t.SCHEMA_VERSION
+    assert catalog.migrate() == migrations.SCHEMA_VERSION
     with catalog.read() as conn:
         projects = conn.execute(select(t.projects.c.id, t.projects.c.name).order_by(t.projects.c.id)).all()
         member = conn.execute(select(t.image_members)).one()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from provider.catalog import SCHEMA_VERSION, Catalog
+from provider.catalog import SCHEMA_VERSION, Catalog, migrations
 from provider.catalog import schema as t
 from provider.catalog.db import use_wal
 from provider.errors import CatalogError
@@ -28,7 +28,7 @@ def test_migrates_an_old_catalog_keeping_its_rows(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     old = Catalog(url)
     with old.write() as conn:  # a version-1 catalog, as the first release wrote it
-        for statement in t.MIGRATIONS[0]:
+        for statement in migrations.MIGRATIONS[0]:
             conn.exec_driver_sql(statement)
         conn.execute(t.meta.insert().values(key="schema_version", value="1"))
         conn.execute(

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import event, select
 
-from provider.catalog import SCHEMA_VERSION, Catalog
+from provider.catalog import SCHEMA_VERSION, Catalog, migrations
 from provider.catalog import schema as t
 from provider.services import Store
 from tests.conftest import StoreEnv
@@ -107,7 +107,7 @@ def test_migration_indexes_the_ganeti_identity_of_existing_volumes(tmp_path: Pat
     url = f"sqlite:///{tmp_path / 'v2.sqlite'}"
     old = Catalog(url)
     with old.write() as conn:  # a version-2 catalog with one Ganeti volume
-        for steps in t.MIGRATIONS[:2]:
+        for steps in migrations.MIGRATIONS[:2]:
             for statement in steps:
                 assert isinstance(statement, str)
                 conn.exec_driver_sql(statement)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
-from provider.catalog import SCHEMA_VERSION, Catalog
+from provider.catalog import SCHEMA_VERSION, Catalog, migrations
 from provider.catalog import schema as t
 from provider.errors import AlreadyExists, Ambiguous, NotFound
 from provider.services import Store
@@ -48,7 +48,7 @@ def test_two_projects_use_the_same_names(env: StoreEnv, disk: Path) -> None:
 
 def _build_previous(conn: Connection) -> None:
     """The schema one version back, holding a shared, tagged image, an object and a volume."""
-    for steps in t.MIGRATIONS[:-1]:
+    for steps in migrations.MIGRATIONS[:-1]:
         for step in steps:
             if callable(step):
                 step(conn)
