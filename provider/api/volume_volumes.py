@@ -80,6 +80,7 @@ class Volumes(VolumeResource):
             image_ref=optional_text(body, "imageRef"),
             snapshot_id=optional_text(body, "snapshot_id"),
             source_volid=optional_text(body, "source_volid"),
+            request_id=req.context.request_id,
         )
         send_json(resp, {"volume": views.volume(vol, self.base(project_id))}, 202)
 

@@ -178,6 +178,16 @@ _V_LISTING_ORDER = [
 ]
 
 
+# The Volume API's user messages (why a volume's creation failed, for ``cinder message-list``).
+_V_VOLUME_MESSAGES = [
+    """CREATE TABLE volume_messages (
+        id TEXT PRIMARY KEY, owner TEXT NOT NULL, event_id TEXT NOT NULL, user_message TEXT NOT NULL,
+        message_level TEXT NOT NULL, resource_type TEXT NOT NULL, resource_uuid TEXT, request_id TEXT,
+        created_at TEXT NOT NULL, guaranteed_until TEXT NOT NULL)""",
+    "CREATE INDEX volume_messages_owner ON volume_messages (owner, created_at)",
+]
+
+
 MIGRATIONS: list[Sequence[Step]] = [
     _V1,
     _V2,
@@ -188,6 +198,7 @@ MIGRATIONS: list[Sequence[Step]] = [
     _V_IMAGE_IMPORT,
     _V_LISTING_ORDER,
     [per_project_names, *project_names.AFTER],  # names unique per project, not store-wide
+    _V_VOLUME_MESSAGES,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -136,6 +136,23 @@ volume_failures = Table(
     Column("created_at", Text, nullable=False),
 )
 
+# Volume API user messages (Cinder's ``/messages``): why an asynchronous request of a project failed,
+# kept until ``guaranteed_until`` or until the project deletes the message.
+volume_messages = Table(
+    "volume_messages",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("user_message", Text, nullable=False),
+    Column("message_level", Text, nullable=False),
+    Column("resource_type", Text, nullable=False),
+    Column("resource_uuid", Text),
+    Column("request_id", Text),
+    Column("created_at", Text, nullable=False),
+    Column("guaranteed_until", Text, nullable=False),
+)
+
 # Hosts that attached something, and hosts an admin declared dead (``atoll host forget``): their
 # attachments and pending operations are stale, since nothing on them will ever run detach again.
 hosts = Table(

@@ -32,6 +32,7 @@ from provider.services.resources import ResourceService
 from provider.services.scrub import ScrubService
 from provider.services.volume_api import VolumeApiService
 from provider.services.volume_api_attachments import VolumeAttachmentService
+from provider.services.volume_api_messages import VolumeMessageService
 from provider.services.volume_api_snapshots import VolumeSnapshotService
 from provider.services.volumes import VolumeService
 
@@ -188,3 +189,7 @@ class Store:
     @cached_property
     def volume_attachments(self) -> VolumeAttachmentService:
         return VolumeAttachmentService(self)
+
+    @cached_property
+    def volume_messages(self) -> VolumeMessageService:
+        return VolumeMessageService(self)

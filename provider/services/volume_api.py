@@ -16,6 +16,7 @@ from provider.model import Resource
 from provider.services.base import Service, res_key
 from provider.services.quotas import GIB, gib
 from provider.services.volume_api_attachments import attachments_of
+from provider.services.volume_api_messages import COPY_IMAGE_TO_VOLUME
 from provider.services.volume_api_model import (
     SORT_KEYS,
     VolumeInfo,
@@ -198,9 +199,11 @@ class VolumeApiService(Service):
         image_ref: str | None = None,
         snapshot_id: str | None = None,
         source_volid: str | None = None,
+        request_id: str | None = None,
     ) -> VolumeInfo:
         """Create a volume; a clone of an image gets the image's tasks that need no secret (partition and
-        filesystem growth, host keys, machine id, hostname from metadata ``hostname`` or the name)."""
+        filesystem growth, host keys, machine id, hostname from metadata ``hostname`` or the name). When
+        they fail, an ``error`` volume and a user message (naming ``request_id``) say why."""
         meta = check_metadata(metadata)
         name = check_name(name, "volume name") if name else f"volume-{new_id()[:8]}"
         if description is not None:
@@ -213,7 +216,7 @@ class VolumeApiService(Service):
             if src is not None and src.mode == "rw":
                 vol = self._clone_volume(src, name, size_gib * GIB)
             elif src is not None and src.kind == "image":
-                made = self._create_customized(name, src, size_gib * GIB, hostname)
+                made = self._create_customized(name, src, size_gib * GIB, hostname, request_id)
                 if isinstance(made, VolumeInfo):
                     return made
                 vol = made
@@ -233,10 +236,10 @@ class VolumeApiService(Service):
                 files += self.hide(conn, snap.id)
 
     def _create_customized(
-        self, name: str, src: Resource, size: int, hostname: str | None
+        self, name: str, src: Resource, size: int, hostname: str | None, request_id: str | None
     ) -> Resource | VolumeInfo:
         """Clone an image and run its no-secret tasks; when they fail the volume is gone and an
-        ``error`` record (with the reason) answers in its place."""
+        ``error`` record (with the reason) answers in its place, with a user message."""
         from customization.params import InstanceParams
         from provider.services.customize import CustomizationFailed
 
@@ -255,6 +258,7 @@ class VolumeApiService(Service):
                     id=fid, owner=self.project(), name=name, size=size, reason=reason, created_at=now()
                 )
             )
+            self.store.volume_messages.record(conn, COPY_IMAGE_TO_VOLUME, reason, fid, request_id)
             return self._failure(self._failed(conn, fid))
 
     def _set_view(self, vid: str, **values: Any) -> None:

@@ -46,15 +46,18 @@ def test_two_projects_use_the_same_names(env: StoreEnv, disk: Path) -> None:
         env.open().resources.get("v")  # root (admin) owns none: it must use the id
 
 
+STORE_WIDE_NAMES = 8  # the last schema with store-wide unique names
+
+
 def _build_previous(conn: Connection) -> None:
-    """The schema one version back, holding a shared, tagged image, an object and a volume."""
-    for steps in migrations.MIGRATIONS[:-1]:
+    """Schema 8 (names unique store-wide), holding a shared, tagged image, an object and a volume."""
+    for steps in migrations.MIGRATIONS[:STORE_WIDE_NAMES]:
         for step in steps:
             if callable(step):
                 step(conn)
             else:
                 conn.exec_driver_sql(step)
-    conn.execute(t.meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION - 1)))
+    conn.execute(t.meta.insert().values(key="schema_version", value=str(STORE_WIDE_NAMES)))
     for rid, mode in (("r1", "ro"), ("r2", "rw"), ("r3", "ro"), ("r4", "ro")):
         conn.execute(
             t.resources.insert().values(

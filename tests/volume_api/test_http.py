@@ -296,6 +296,7 @@ def test_cinder_cli_and_failed_customization(server: ApiServer, tmp_path: Path) 
     (failed,) = [v for v in c.volumes.list() if v.name == "doomed"]
     assert failed.status == "error" and failed.error_reason
     assert server.env.json("volume", "list", user="alpha") == []  # no volume was left
+    _failure_message(server, failed.id, failed.error_reason)
     cli(server, "alice", "cinder", "delete", failed.id)
     assert [v for v in c.volumes.list() if v.name == "doomed"] == []
     listed = cli(server, "alice", "cinder", "list").stdout
@@ -374,3 +375,26 @@ def test_bad_input_gets_clear_errors_and_changes_nothing(server: ApiServer) -> N
     assert [v.id for v in listed] == [vol.id]  # nothing was created by any of them
     assert cinder(server, "alice").volumes.get(vol.id).size == 1
     cinder(server, "alice").volumes.delete(vol.id)
+
+
+def _failure_message(server: ApiServer, volume_id: str, reason: str) -> None:
+    """Why the creation failed, as a user message: cinder message-list, openstack volume message list and
+    show, openstacksdk; the project's only; deleted by the client."""
+    listed = cli(server, "alice", "cinder", "message-list", "--resource_uuid", volume_id).stdout
+    assert volume_id in listed and "VOLUME_VOLUME_005_001" in listed
+    (mine,) = cinder(server, "alice").messages.list(search_opts={"resource_uuid": volume_id})
+    assert mine.user_message == f"copy image to volume: {reason}" and mine.message_level == "ERROR"
+    assert mine.request_id.startswith("req-") and mine.resource_type == "VOLUME"
+    shown = json.loads(
+        cli(server, "alice", "openstack", "volume", "message", "show", mine.id, "-f", "json").stdout
+    )
+    assert shown["Resource UUID"] == volume_id and shown["User Message"] == mine.user_message
+    osc = json.loads(cli(server, "alice", "openstack", "volume", "message", "list", "-f", "json").stdout)
+    assert mine.id in [m["ID"] for m in osc]
+    assert mine.id not in [m.id for m in cinder(server, "bob").messages.list()]  # another project's
+    with pytest.raises(cinder_exc.NotFound):
+        cinder(server, "bob").messages.get(mine.id)
+    with pytest.raises(cinder_exc.NotFound):  # messages came with microversion 3.3
+        cinder(server, "alice", "3.2").client.get("/messages")
+    cli(server, "alice", "openstack", "volume", "message", "delete", mine.id)
+    assert cinder(server, "alice").messages.list(search_opts={"resource_uuid": volume_id}) == []

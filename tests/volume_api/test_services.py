@@ -290,6 +290,39 @@ def test_failed_customization_leaves_no_volume_and_an_error(alice: Store, tmp_pa
         alice.volume_api.show(failed.id)
 
 
+def test_user_messages_say_why_and_expire(alice: Store, bob: Store, admin: Store, tmp_path: Path) -> None:
+    image_id = add_image(alice, write_disk(tmp_path / "garbage.raw", 64 << 20), "broken")
+    failed = [alice.volume_api.create(1, image_ref=image_id, name=f"doomed-{i}") for i in range(3)]
+    newest_first = alice.volume_messages.list()
+    assert [m.resource_uuid for m in newest_first] == [f.id for f in reversed(failed)]
+    assert all(
+        m.user_message == f"copy image to volume: {f.error}"
+        for m, f in zip(newest_first[::-1], failed, strict=True)
+    )
+    assert [m.id for m in alice.volume_messages.list(sort_dir="asc")] == [
+        m.id for m in reversed(newest_first)
+    ]
+    page = alice.volume_messages.list(limit=1, marker=newest_first[0].id)
+    assert page == newest_first[1:2] and alice.volume_messages.list(offset=2) == newest_first[2:]
+    assert alice.volume_messages.list({"resource_uuid": failed[0].id}) == newest_first[2:]
+    assert bob.volume_messages.list() == [] and len(admin.volume_messages.list({"project_id": "alice"})) == 3
+    with pytest.raises(NotFound):
+        bob.volume_messages.delete(newest_first[0].id)
+    with pytest.raises(InvalidInput, match="filtered by 'owner'"):
+        alice.volume_messages.list({"owner": "bob"})
+    with pytest.raises(InvalidInput, match="marker"):
+        alice.volume_messages.list(marker="no-such-message")
+    alice.volume_messages.delete(newest_first[0].id)
+    with pytest.raises(NotFound):
+        alice.volume_messages.show(newest_first[0].id)
+    with alice.catalog.write() as conn:  # past their guaranteed_until: not shown, and gone at the next one
+        conn.exec_driver_sql("UPDATE volume_messages SET guaranteed_until = '2000-01-01T00:00:00.000000Z'")
+    assert alice.volume_messages.list() == []
+    alice.volume_api.create(1, image_ref=image_id, name="doomed-again")
+    with alice.catalog.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM volume_messages").scalar() == 1
+
+
 def test_object_bytes_and_image_quotas_store_nothing(alice: Store, admin: Store, tmp_path: Path) -> None:
     admin.quotas.set("alice", {"object_bytes": 3 << 20, "images": 0})
     small = write_disk(tmp_path / "small.raw", 2 << 20)
