@@ -55,12 +55,17 @@ class CustomizeService(Service):
         # would corrupt it. Ganeti's OS create customizes the disk Ganeti hands it, not through here.
         self.store.datapath.refuse_if_attached(vol, "customize it")
         props = self.properties(vol.id)
+        disk = ""
         try:
             with local_disk(self.store, vol.id, writable=True) as path:
+                disk = str(path)
                 progress = _with_failpoint(on_progress)
                 return customize(path, props, params, on_progress=progress, data_disks=data_disks)
         except CustomizationError as e:
-            raise CustomizationFailed(name=vol.name, reason=str(e) + self._full_note(vol.backend)) from e
+            # The reason reaches tenants (the Volume API's error_reason and messages): the host's device
+            # or file path, which they cannot use and should not learn, is called "the volume".
+            reason = str(e).replace(disk, "the volume") if disk else str(e)
+            raise CustomizationFailed(name=vol.name, reason=reason + self._full_note(vol.backend)) from e
 
     def _full_note(self, backend: str) -> str:
         """Why a write in the guest failed, when the store's own filesystem is (nearly) full: the guest's

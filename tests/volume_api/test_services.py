@@ -281,6 +281,7 @@ def test_failed_customization_leaves_no_volume_and_an_error(alice: Store, tmp_pa
     before = _resource_ids(alice)
     failed = alice.volume_api.create(1, image_ref=image_id, name="doomed")
     assert failed.status == "error" and failed.error and "doomed" in failed.error
+    assert "the volume: no readable partition table" in failed.error and "/dev/" not in failed.error
     assert _resource_ids(alice) == before  # no volume left
     assert alice.volume_api.show(failed.id).status == "error"
     assert [v.status for v in alice.volume_api.list()] == ["error"]
