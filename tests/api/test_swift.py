@@ -207,14 +207,16 @@ def test_swift_cli_upload_and_download(
     src = tmp_path / "disk.raw"
     src.write_bytes(os.urandom(2 * MiB))
     auth = ["-A", api_server.url + "/auth/v1.0", "-U", "alpha:alice", "-K", api_server.passwords["alice"]]
-    cli = [sys.executable, "-m", "swiftclient.shell", *auth]
-    subprocess.run(
-        [*cli, "upload", "--object-name", "disk.raw", "images", str(src)], check=True, capture_output=True
-    )
-    listed = subprocess.run([*cli, "list", "images"], check=True, capture_output=True, text=True).stdout
-    assert listed.split() == ["disk.raw"]
+
+    def swift(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "swiftclient.shell", *auth, *args], capture_output=True)
+        assert done.returncode == 0, f"swift {args[0]}: {done.stderr.decode()}\n{api_server.log()[-3000:]}"
+        return done.stdout.decode()
+
+    swift("upload", "--object-name", "disk.raw", "images", str(src))
+    assert swift("list", "images").split() == ["disk.raw"]
     out = tmp_path / "back.raw"
-    subprocess.run([*cli, "download", "images", "disk.raw", "-o", str(out)], check=True, capture_output=True)
+    swift("download", "images", "disk.raw", "-o", str(out))
     assert out.read_bytes() == src.read_bytes()
 
 
