@@ -155,7 +155,7 @@ def optional_text(body: dict[str, Any], key: str) -> str | None:
 
 
 def register(api: Api) -> None:
-    from provider.api import volume_messages, volume_others, volume_volumes
+    from provider.api import volume_messages, volume_meta, volume_others, volume_volumes
 
     for service_type in ("block-storage", "volumev3"):
         api.catalog_entry(service_type, "cinderv3", PREFIX)
@@ -164,3 +164,4 @@ def register(api: Api) -> None:
     volume_volumes.register(api)
     volume_others.register(api)
     volume_messages.register(api)
+    volume_meta.register(api)

@@ -6,11 +6,9 @@ from typing import Any
 
 from provider.services.quotas import QuotaSet, gib
 from provider.services.volume_api_attachments import AttachmentInfo
-from provider.services.volume_api_model import VolumeInfo
+from provider.services.volume_api_model import AVAILABILITY_ZONE, VOLUME_TYPE, VOLUME_TYPE_ID, VolumeInfo
 from provider.services.volume_api_snapshots import SnapshotInfo
 
-AVAILABILITY_ZONE = "nova"  # the zone name OpenStack clients expect by default
-VOLUME_TYPE = "atoll"
 # Cinder quotas Atoll does not enforce are shown unlimited; Atoll's own (images, object_bytes) are added.
 UNENFORCED = ("backups", "backup_gigabytes", "per_volume_gigabytes", "groups")
 
@@ -135,3 +133,32 @@ def upload(v: VolumeInfo, image: Any, disk_format: str, container_format: str) -
         "visibility": image.image.visibility if image.image else "private",
         "protected": False,
     }
+
+
+def volume_type() -> dict[str, Any]:
+    return {
+        "id": VOLUME_TYPE_ID,
+        "name": VOLUME_TYPE,
+        "description": "thin copy-on-write volumes of the Atoll store",
+        "is_public": True,
+        "os-volume-type-access:is_public": True,
+        "extra_specs": {},
+        "qos_specs_id": None,
+    }
+
+
+def limits(q: QuotaSet) -> dict[str, Any]:
+    """Cinder's absolute limits from the project's quota set (backups: unlimited, none used)."""
+    absolute = {
+        "maxTotalVolumes": q.limits["volumes"],
+        "totalVolumesUsed": q.usage["volumes"],
+        "maxTotalSnapshots": q.limits["snapshots"],
+        "totalSnapshotsUsed": q.usage["snapshots"],
+        "maxTotalVolumeGigabytes": q.limits["gigabytes"],
+        "totalGigabytesUsed": q.usage["gigabytes"],
+        "maxTotalBackups": -1,
+        "totalBackupsUsed": 0,
+        "maxTotalBackupGigabytes": -1,
+        "totalBackupGigabytesUsed": 0,
+    }
+    return {"limits": {"rate": [], "absolute": absolute}}

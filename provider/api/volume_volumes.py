@@ -81,6 +81,7 @@ class Volumes(VolumeResource):
             snapshot_id=optional_text(body, "snapshot_id"),
             source_volid=optional_text(body, "source_volid"),
             request_id=req.context.request_id,
+            placement=(body.get("volume_type"), body.get("availability_zone")),
         )
         send_json(resp, {"volume": views.volume(vol, self.base(project_id))}, 202)
 

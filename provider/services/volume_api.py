@@ -20,8 +20,10 @@ from provider.services.volume_api_messages import COPY_IMAGE_TO_VOLUME
 from provider.services.volume_api_model import (
     SORT_KEYS,
     VolumeInfo,
+    check_availability_zone,
     check_metadata,
     check_size,
+    check_volume_type,
     hostname_for,
 )
 from provider.utils.host import new_id, now
@@ -200,10 +202,13 @@ class VolumeApiService(Service):
         snapshot_id: str | None = None,
         source_volid: str | None = None,
         request_id: str | None = None,
+        placement: tuple[str | None, str | None] = (None, None),
     ) -> VolumeInfo:
         """Create a volume; a clone of an image gets the image's tasks that need no secret (partition and
         filesystem growth, host keys, machine id, hostname from metadata ``hostname`` or the name). When
         they fail, an ``error`` volume and a user message (naming ``request_id``) say why."""
+        check_volume_type(placement[0])  # (volume type, availability zone): Atoll has one of each
+        check_availability_zone(placement[1])
         meta = check_metadata(metadata)
         name = check_name(name, "volume name") if name else f"volume-{new_id()[:8]}"
         if description is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from provider.errors import InvalidInput
+from provider.errors import InvalidInput, NotFound
 from provider.services.volume_api_attachments import AttachmentInfo
 from provider.utils.names import check_key, check_value
 
@@ -27,6 +27,10 @@ SECRET_WORDS = (
     "img_passwd",
 )
 STATUSES = ("available", "attaching", "in-use", "error")
+# The one volume type (every volume is a thin copy-on-write volume of the store), with a fixed id.
+VOLUME_TYPE = "atoll"
+VOLUME_TYPE_ID = "494a3286-65c5-5015-beb1-175847b4fffe"
+AVAILABILITY_ZONE = "nova"  # the zone name OpenStack clients expect by default
 SORT_KEYS = ("created_at", "name", "size", "id", "status")
 MAX_GIB = 1 << 20  # 1 PiB
 
@@ -96,3 +100,16 @@ def hostname_for(name: str, metadata: dict[str, str]) -> str | None:
         return check_hostname(name)
     except CustomizationError:
         return None
+
+
+def check_volume_type(value: Any) -> None:
+    """A volume type a client names (by name or id) must be Atoll's one type; 404 otherwise, as Cinder."""
+    if value is not None and value not in (VOLUME_TYPE, VOLUME_TYPE_ID):
+        raise NotFound(what="volume type", ref=str(value))
+
+
+def check_availability_zone(value: Any) -> None:
+    if value is not None and value != AVAILABILITY_ZONE:
+        raise InvalidInput(
+            "availability zone %(z)r does not exist (there is one: %(one)s)", z=value, one=AVAILABILITY_ZONE
+        )

@@ -398,3 +398,29 @@ def _failure_message(server: ApiServer, volume_id: str, reason: str) -> None:
         cinder(server, "alice", "3.2").client.get("/messages")
     cli(server, "alice", "openstack", "volume", "message", "delete", mine.id)
     assert cinder(server, "alice").messages.list(search_opts={"resource_uuid": volume_id}) == []
+
+
+def test_volume_types_limits_and_zones(server: ApiServer) -> None:
+    """What clients read before they create: one volume type, the quotas as absolute limits, one zone."""
+    c = cinder(server, "bob")
+    before = len(c.volumes.list())
+    (vtype,) = c.volume_types.list()
+    assert vtype.name == "atoll" and vtype.is_public and c.volume_types.get(vtype.id).name == "atoll"
+    with pytest.raises(cinder_exc.NotFound):
+        c.volume_types.get("gold")
+    assert [z.zoneName for z in c.availability_zones.list()] == ["nova"]
+    vol = c.volumes.create(1, name="typed", volume_type="atoll", availability_zone="nova")
+    assert c.volumes.get(vol.id).volume_type == "atoll"
+    with pytest.raises(cinder_exc.NotFound, match="volume type 'gold'"):
+        c.volumes.create(1, name="gold", volume_type="gold")
+    with pytest.raises(cinder_exc.BadRequest, match="availability zone"):
+        c.volumes.create(1, name="far", availability_zone="elsewhere")
+    absolute = {a.name: a.value for a in c.limits.get().absolute}
+    assert absolute["maxTotalVolumes"] == 10 and absolute["totalVolumesUsed"] == before + 1
+    assert absolute["totalGigabytesUsed"] >= 1 and absolute["maxTotalBackups"] == -1
+    shown = json.loads(cli(server, "bob", "openstack", "limits", "show", "--absolute", "-f", "json").stdout)
+    assert {row["Name"]: row["Value"] for row in shown}["total_volumes_used"] == before + 1
+    listed = cli(server, "bob", "openstack", "volume", "type", "list").stdout
+    assert "atoll" in listed
+    assert len(c.volumes.list()) == before + 1  # the refused ones made nothing
+    c.volumes.delete(vol.id)

@@ -1,0 +1,45 @@
+"""Volume API descriptions clients read before they create: ``/types`` (Atoll's one volume type),
+``/limits`` (the project's quotas as Cinder's absolute limits) and ``/os-availability-zone`` (one zone),
+as ``openstack volume type list``, ``openstack limits show --absolute`` and Horizon ask."""
+
+from __future__ import annotations
+
+import falcon
+
+from provider.api import volume_views as views
+from provider.api.base import Api, send_json
+from provider.api.volume import PREFIX, VolumeResource
+from provider.services.volume_api_model import AVAILABILITY_ZONE, check_volume_type
+
+
+class VolumeTypes(VolumeResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        self.begin(req, resp, project_id)
+        send_json(resp, {"volume_types": [views.volume_type()]})
+
+
+class VolumeType(VolumeResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str, type_id: str) -> None:
+        self.begin(req, resp, project_id)
+        check_volume_type(type_id)
+        send_json(resp, {"volume_type": views.volume_type()})
+
+
+class Limits(VolumeResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        send_json(resp, views.limits(store.quotas.show()))
+
+
+class AvailabilityZones(VolumeResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        self.begin(req, resp, project_id)
+        zone = {"zoneName": AVAILABILITY_ZONE, "zoneState": {"available": True}}
+        send_json(resp, {"availabilityZoneInfo": [zone]})
+
+
+def register(api: Api) -> None:
+    api.route(f"{PREFIX}/types", VolumeTypes(api))
+    api.route(f"{PREFIX}/types/{{type_id}}", VolumeType(api))
+    api.route(f"{PREFIX}/limits", Limits(api))
+    api.route(f"{PREFIX}/os-availability-zone", AvailabilityZones(api))
