@@ -2,7 +2,9 @@
 
 ``GET /v3`` (version discovery), ``POST /v3/auth/tokens`` (password or token method; user and project
 by name or id in the ``Default`` domain; the token comes back in ``X-Subject-Token``), ``GET``/``HEAD``
-``/v3/auth/tokens`` (validate ``X-Subject-Token``), ``DELETE`` (revoke), and ``GET /v3/auth/catalog``.
+``/v3/auth/tokens`` (validate ``X-Subject-Token``), ``DELETE`` (revoke), ``GET /v3/auth/catalog``, and
+the projects clients resolve names with: ``GET /v3/projects/{id}`` (an admin, or a token of that project;
+others 403, as Keystone), ``GET /v3/projects?name=`` (admins) and ``GET /v3/auth/projects`` (one's own).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import falcon
 
 from provider.api.base import Api, read_json, send_json
 from provider.errors import AuthenticationFailed, InvalidInput, PermissionDenied
-from provider.services.identity import DOMAIN_ID, DOMAIN_NAME, Token
+from provider.services.identity import DOMAIN_ID, DOMAIN_NAME, Project, Token
 
 VERSION = "v3.14"
 UPDATED = "2020-04-07T00:00:00Z"
@@ -160,8 +162,48 @@ class Catalog:
         send_json(resp, {"catalog": self.api.service_catalog(req.context.token.project_id)})
 
 
+def _project(p: Project, base: str) -> dict[str, Any]:
+    return {
+        **p.to_dict(),
+        "description": "",
+        "is_domain": False,
+        "parent_id": DOMAIN_ID,
+        "tags": [],
+        "options": {},
+        "links": {"self": f"{base}/v3/projects/{p.id}"},
+    }
+
+
+class Projects:
+    """``GET /v3/projects[?name=N]`` (admins), ``GET /v3/auth/projects`` (the caller's own),
+    ``GET /v3/users/{user_id}/projects`` (one's own, or any user's to an admin)."""
+
+    def __init__(self, api: Api, mine: bool) -> None:
+        self.api, self.mine = api, mine
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, user_id: str | None = None) -> None:
+        identity = self.api.store_for(req).identity
+        found = identity.projects_of(user_id) if self.mine else identity.find_projects(req.get_param("name"))
+        base = self.api.config.api.base_url
+        links = {"self": f"{base}{req.path}", "next": None, "previous": None}
+        send_json(resp, {"projects": [_project(p, base) for p in found], "links": links})
+
+
+class ProjectOne:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        found = self.api.store_for(req).identity.show_project(project_id)
+        send_json(resp, {"project": _project(found, self.api.config.api.base_url)})
+
+
 def register(api: Api) -> None:
     api.catalog_entry("identity", "keystone", "/v3")
     api.route("/v3", Version(api), public=True)
     api.route("/v3/auth/tokens", Tokens(api), public=("POST",))
     api.route("/v3/auth/catalog", Catalog(api))
+    api.route("/v3/auth/projects", Projects(api, mine=True))
+    api.route("/v3/projects", Projects(api, mine=False))
+    api.route("/v3/projects/{project_id}", ProjectOne(api))
+    api.route("/v3/users/{user_id}/projects", Projects(api, mine=True))

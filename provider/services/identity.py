@@ -154,6 +154,38 @@ class IdentityService(Service):
             rows = conn.execute(select(t.projects).order_by(t.projects.c.name)).all()
         return [Project(id=r.id, name=r.name, enabled=bool(r.enabled)) for r in rows]
 
+    def show_project(self, ref: str) -> Project:
+        """Project ``ref`` (id or name), to an admin or to a token scoped to it. Keystone answers anyone
+        else 403, which clients such as ``openstack image add project`` take as "use the id as given"."""
+        with self.catalog.read() as conn:
+            row = self._project(conn, ref) if self.caller.admin else None
+            if row is None:
+                row = conn.execute(select(t.projects).where(t.projects.c.id == self.caller.name)).first()
+                if row is None or ref not in (row.id, row.name):
+                    raise PermissionDenied(reason="only an admin may look at another project")
+        return Project(id=row.id, name=row.name, enabled=bool(row.enabled))
+
+    def find_projects(self, name: str | None = None) -> list[Project]:
+        """Every project (``name``: the one of that name), to an admin only, as Keystone lists them."""
+        self._require_admin()
+        return [p for p in self.list_projects() if name is None or p.name == name]
+
+    def projects_of(self, user: str | None = None) -> list[Project]:
+        """The projects where ``user`` (default: the caller's user) has a role; another user's only to
+        an admin (``GET /v3/auth/projects``, ``GET /v3/users/{id}/projects``)."""
+        with self.catalog.read() as conn:
+            row = self._user(conn, user or self.caller.user or "")
+            if row.name != self.caller.user and not self.caller.admin:
+                raise PermissionDenied(reason="only an admin may list another user's projects")
+            rows = conn.execute(
+                select(t.projects)
+                .join(t.role_assignments, t.role_assignments.c.project_id == t.projects.c.id)
+                .where(t.role_assignments.c.user_id == row.id)
+                .distinct()
+                .order_by(t.projects.c.name)
+            ).all()
+        return [Project(id=r.id, name=r.name, enabled=bool(r.enabled)) for r in rows]
+
     def _project(self, conn: Connection, ref: str) -> Row[Any]:
         row = conn.execute(
             select(t.projects).where((t.projects.c.id == ref) | (t.projects.c.name == ref))

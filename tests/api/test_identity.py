@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -184,3 +188,51 @@ def test_cli_projects_and_users(api_server: ApiServer, tmp_path) -> None:  # typ
     nonadmin = env.cli("project", "create", "zeta", user="mallory", check=False)
     assert nonadmin.returncode == 1 and b"only an admin" in nonadmin.stderr
     assert json.loads(env.cli("-o", "json", "user", "delete", "erin").stdout) == {"deleted": "erin"}
+
+
+def _openstack(api_server: ApiServer, user: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "OS_AUTH_URL": api_server.auth_url,
+        "OS_USERNAME": user,
+        "OS_PASSWORD": api_server.passwords[user],
+        "OS_PROJECT_NAME": api_server.projects[user],
+        "OS_USER_DOMAIN_NAME": "Default",
+        "OS_PROJECT_DOMAIN_NAME": "Default",
+        "OS_IDENTITY_API_VERSION": "3",
+    }
+    argv = [str(Path(sys.executable).parent / "openstack"), *args]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"openstack {' '.join(args)}: {done.stderr}"
+    return done
+
+
+def test_projects_as_clients_resolve_them(api_server: ApiServer, tmp_path: Path) -> None:
+    """Keystone's answers: one's own project, 403 for another's (which openstack image add project
+    takes as "use the name as given"), lists to admins, one's own projects to anyone."""
+    alice = api_server.session("alice")
+    admin = api_server.session("admin")
+    v3 = api_server.url + "/v3"
+    own = alice.get(f"{v3}/projects/alpha", raise_exc=False)
+    assert own.status_code == 200 and own.json()["project"]["name"] == "alpha"
+    assert alice.get(f"{v3}/projects/beta", raise_exc=False).status_code == 403
+    assert alice.get(f"{v3}/projects?name=beta", raise_exc=False).status_code == 403
+    assert admin.get(f"{v3}/projects/nope", raise_exc=False).status_code == 404
+    named = admin.get(f"{v3}/projects?name=beta").json()["projects"]
+    assert [p["id"] for p in named] == ["beta"]
+    assert [p["id"] for p in alice.get(f"{v3}/auth/projects").json()["projects"]] == ["alpha"]
+    bob_id = api_server.session("bob").get_user_id()
+    assert alice.get(f"{v3}/users/{bob_id}/projects", raise_exc=False).status_code == 403
+    assert [p["id"] for p in admin.get(f"{v3}/users/{bob_id}/projects").json()["projects"]] == ["beta"]
+    # sharing an image with a project by name, accepted by its member, all through the openstack CLI
+    disk = tmp_path / "shared.raw"
+    disk.write_bytes(b"shared image" * 1000)
+    made = _openstack(api_server, "alice", "image", "create", "--file", str(disk), "shared-img", "-f", "json")
+    image_id = json.loads(made.stdout)["id"]
+    _openstack(api_server, "alice", "image", "add", "project", "shared-img", "beta")
+    _openstack(api_server, "bob", "image", "set", "--accept", image_id)
+    listed = json.loads(_openstack(api_server, "bob", "image", "list", "-f", "json").stdout)
+    assert image_id in [i["ID"] for i in listed]
+    mine = json.loads(_openstack(api_server, "bob", "project", "list", "--my-projects", "-f", "json").stdout)
+    assert [p["ID"] for p in mine] == ["beta"]
+    _openstack(api_server, "alice", "image", "delete", image_id)
