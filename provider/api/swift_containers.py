@@ -38,6 +38,7 @@ class ContainerResource:
         info = self.api.store_for(req).containers.show(account, container)
         resp.set_header("X-Container-Object-Count", str(info.count))
         resp.set_header("X-Container-Bytes-Used", str(info.bytes))
+        resp.set_header("X-Storage-Policy", "Policy-0")  # Swift's default policy: Atoll has one store
         resp.set_header("X-Timestamp", timestamp(info.created_at))
         resp.set_header("Last-Modified", http_date(info.created_at))
         if info.read_acl and account == self.api.store_for(req).caller.name:

@@ -100,7 +100,8 @@ def test_objects_round_trip(api_server: ApiServer, alice: swiftclient.Connection
     assert head["x-object-meta-new"] == "1" and "x-object-meta-origin" not in head
     alice.put_object("c", "dir/obj.bin", b"replaced")  # Swift replaces
     assert alice.get_object("c", "dir/obj.bin")[1] == b"replaced"
-    assert alice.head_container("c")["x-container-meta-color"] == "blue"
+    head = alice.head_container("c")
+    assert head["x-container-meta-color"] == "blue" and head["x-storage-policy"] == "Policy-0"
     with pytest.raises(ClientException) as err:
         alice.delete_container("c")
     assert status(err) == 409
