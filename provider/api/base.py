@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
@@ -54,6 +55,7 @@ class Api:
         self._store: Store | None = None
         self._lock = threading.Lock()
         self.later = Later()  # work left for after an answer (per worker process)
+        self.wake_imports: Callable[[], None] = lambda: None  # set by the import API: a job was queued
         self.app = falcon.App(middleware=[_Middleware(self)])
         self.app.req_options.strip_url_path_trailing_slash = True
         self.app.add_error_handler(Exception, api_errors.handle_unexpected)

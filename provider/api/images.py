@@ -86,6 +86,10 @@ class ImageFile:
         store = self.api.store_for(req)
         limit = self.api.config.api.max_image_size
         stream, declared = image_body(req, limit)
+        if store.glance_imports.upload_converted(image_id, stream, declared, limit):
+            self.api.wake_imports()  # qcow2 and the like: staged, then converted by the import workers
+            resp.status = 204
+            return
         store.glance.upload(image_id, stream, declared, limit, defer_sha256=True)
         # md5 and sha512 (Glance's checksum and os_hash_value) came from the bytes received; the
         # resource's sha256 is read back from the store after the client has its answer

@@ -72,6 +72,7 @@ class _LazyWorkers:
 
 def register(api: Api) -> None:
     workers = _LazyWorkers(api)
+    api.wake_imports = lambda: workers.get().notify()
     api.route("/v2/info/import", ImportInfo())
     api.route("/v2/images/{image_id}/stage", Stage(api))
     api.route("/v2/images/{image_id}/import", Import(api, workers))

@@ -18,13 +18,14 @@ from sqlalchemy import select, update
 
 from provider.catalog import schema as t
 from provider.errors import Conflict, InvalidInput, PermissionDenied, TooLarge
-from provider.imaging.inspect import FORMATS, Inspection
+from provider.imaging.inspect import FORMATS, STORED_AS_IS, Inspection
 from provider.services.base import Service
 from provider.services.image_records import QUEUED_OP, ImageRecord
 from provider.services.imports_jobs import Job
 from provider.utils.host import now
 
 IMPORT_METHODS = ("glance-direct", "web-download")
+CONVERTED = tuple(f for f in FORMATS if f not in STORED_AS_IS)  # uploads of these are imported
 _TASK_STATUS = {"queued": "pending", "importing": "processing", "active": "success", "killed": "failure"}
 CHUNK = 1 << 20
 
@@ -58,6 +59,17 @@ class GlanceImportService(Service):
         finally:
             partial.unlink(missing_ok=True)
         self._set(image_id, status="uploading")
+
+    def upload_converted(self, image_id: str, stream: IO[bytes], declared: int | None, limit: int) -> bool:
+        """``PUT /v2/images/{id}/file`` of a format Atoll stores converted (qcow2, vmdk, vhdx, vpc, vdi):
+        the data is staged and imported as ``glance-direct`` would (status ``importing``, then
+        ``active`` as raw, or back to ``queued`` with the reason in its task). False, reading nothing,
+        for the formats stored as they are (the caller uploads those)."""
+        if self.store.glance.show(image_id).disk_format not in CONVERTED:
+            return False
+        self.stage(image_id, stream, declared, limit)
+        self.start(image_id, {"method": {"name": "glance-direct"}})
+        return True
 
     def start(self, image_id: str, body: Any) -> Job:
         """``POST /v2/images/{id}/import``: queue the import job of a queued (or staged) image."""

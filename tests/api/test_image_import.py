@@ -136,6 +136,30 @@ def test_web_download_with_openstacksdk(server: ApiServer, httpd: Server, sample
     )
 
 
+def test_upload_of_a_qcow2_is_imported(server: ApiServer, samples: dict[str, Path]) -> None:
+    """PUT /file of a qcow2 (openstack image create --file x.qcow2 --disk-format qcow2): staged and
+    converted by the import workers, active as raw; a hostile one fails with the reason, back to queued."""
+    import openstack
+
+    conn = openstack.connection.Connection(session=server.session("bob"))
+    made = conn.image.create_image(
+        name="uploaded-qcow2", filename=str(samples["qcow2"]), disk_format="qcow2", container_format="bare"
+    )
+    got = conn.image.wait_for_status(conn.image.get_image(made.id), "active", wait=120)
+    assert (got.disk_format, got.size) == ("raw", samples["raw"].stat().st_size)
+    assert b"".join(conn.image.download_image(got, stream=True).iter_content(1 << 20)) == (
+        samples["raw"].read_bytes()
+    )
+    gc = glance(server)
+    before = data_files(server)
+    image = gc.images.create(disk_format="qcow2", container_format="bare")
+    with open(samples["backing"], "rb") as f:
+        gc.images.upload(image.id, f)
+    task = settle(server, image.id)
+    assert task["status"] == "failure" and "names a backing file ('/etc/shadow')" in task["message"]
+    assert gc.images.get(image.id).status == "queued" and data_files(server) == before
+
+
 @pytest.mark.parametrize(
     "sample, fmt, message",
     [
