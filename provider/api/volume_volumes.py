@@ -114,7 +114,8 @@ class Volume(VolumeResource):
 
 
 class VolumeAction(VolumeResource):
-    """``POST /volumes/{id}/action`` with one of ``os-extend`` or ``os-volume_upload_image``."""
+    """``POST /volumes/{id}/action`` with one of ``os-extend``, ``os-volume_upload_image`` or
+    ``os-set_bootable``."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str) -> None:
         store, version = self.begin(req, resp, project_id)
@@ -135,9 +136,17 @@ class VolumeAction(VolumeResource):
         if "os-volume_upload_image" in data:
             self._upload(store, resp, volume_id, data["os-volume_upload_image"])
             return
+        if "os-set_bootable" in data:
+            args = data["os-set_bootable"] if isinstance(data["os-set_bootable"], dict) else {}
+            if "bootable" not in args:
+                raise InvalidInput("os-set_bootable needs bootable (true or false)")
+            store.volume_api.set_bootable(volume_id, as_bool(args["bootable"], "bootable"))
+            resp.status = 200
+            return
         action = next(iter(data), "(none)")
         raise InvalidInput(
-            "volume action %(a)r is not supported (os-extend, os-volume_upload_image)", a=action
+            "volume action %(a)r is not supported (os-extend, os-volume_upload_image, os-set_bootable)",
+            a=action,
         )
 
     def _upload(self, store: Any, resp: falcon.Response, volume_id: str, args: Any) -> None:
@@ -159,47 +168,61 @@ class VolumeAction(VolumeResource):
         )
 
 
-class VolumeMetadata(VolumeResource):
-    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str) -> None:
-        store, _ = self.begin(req, resp, project_id)
-        send_json(resp, {"metadata": store.volume_api.show(volume_id).metadata})
+class _MetadataResource(VolumeResource):
+    """The id comes as ``volume_id`` or ``snapshot_id`` (each route names it as its siblings do)."""
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str) -> None:
+    def __init__(self, api: Api, snapshots: bool = False) -> None:
+        super().__init__(api)
+        self.snapshots = snapshots
+
+    def service(self, store: Any) -> Any:
+        return store.volume_snapshots if self.snapshots else store.volume_api
+
+
+class Metadata(_MetadataResource):
+    """``/volumes/{id}/metadata`` and ``/snapshots/{id}/metadata``: show, merge (POST), replace (PUT)."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str, **ids: str) -> None:
         store, _ = self.begin(req, resp, project_id)
-        merged = store.volume_api.set_metadata(volume_id, self.body(req, "metadata"))
+        send_json(resp, {"metadata": self.service(store).show(*ids.values()).metadata})
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, project_id: str, **ids: str) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        merged = self.service(store).set_metadata(*ids.values(), self.body(req, "metadata"))
         send_json(resp, {"metadata": merged})
 
-    def on_put(self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str) -> None:
+    def on_put(self, req: falcon.Request, resp: falcon.Response, project_id: str, **ids: str) -> None:
         store, _ = self.begin(req, resp, project_id)
-        replaced = store.volume_api.set_metadata(volume_id, self.body(req, "metadata"), replace=True)
+        body = self.body(req, "metadata")
+        replaced = self.service(store).set_metadata(*ids.values(), body, replace=True)
         send_json(resp, {"metadata": replaced})
 
 
-class VolumeMetadataKey(VolumeResource):
+class MetadataKey(_MetadataResource):
     def on_get(
-        self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str, key: str
+        self, req: falcon.Request, resp: falcon.Response, project_id: str, key: str, **ids: str
     ) -> None:
         store, _ = self.begin(req, resp, project_id)
-        meta = store.volume_api.show(volume_id).metadata
+        meta = self.service(store).show(*ids.values()).metadata
         if key not in meta:
             raise NotFound(what="metadata key", ref=key)
         send_json(resp, {"meta": {key: meta[key]}})
 
     def on_put(
-        self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str, key: str
+        self, req: falcon.Request, resp: falcon.Response, project_id: str, key: str, **ids: str
     ) -> None:
         store, _ = self.begin(req, resp, project_id)
         item = self.body(req, "meta")
         if list(item) != [key]:
             raise InvalidInput("the body's meta must hold exactly the key %(key)r of the URL", key=key)
-        store.volume_api.set_metadata(volume_id, item)
+        self.service(store).set_metadata(*ids.values(), item)
         send_json(resp, {"meta": item})
 
     def on_delete(
-        self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str, key: str
+        self, req: falcon.Request, resp: falcon.Response, project_id: str, key: str, **ids: str
     ) -> None:
         store, _ = self.begin(req, resp, project_id)
-        store.volume_api.delete_metadata(volume_id, key)
+        self.service(store).delete_metadata(*ids.values(), key)
         resp.status = 200
 
 
@@ -208,5 +231,6 @@ def register(api: Api) -> None:
     api.route(f"{PREFIX}/volumes/detail", VolumesDetail(api))
     api.route(f"{PREFIX}/volumes/{{volume_id}}", Volume(api))
     api.route(f"{PREFIX}/volumes/{{volume_id}}/action", VolumeAction(api))
-    api.route(f"{PREFIX}/volumes/{{volume_id}}/metadata", VolumeMetadata(api))
-    api.route(f"{PREFIX}/volumes/{{volume_id}}/metadata/{{key}}", VolumeMetadataKey(api))
+    for kind, field in (("volumes", "volume_id"), ("snapshots", "snapshot_id")):
+        api.route(f"{PREFIX}/{kind}/{{{field}}}/metadata", Metadata(api, kind == "snapshots"))
+        api.route(f"{PREFIX}/{kind}/{{{field}}}/metadata/{{key}}", MetadataKey(api, kind == "snapshots"))

@@ -52,6 +52,7 @@ class VolumeApiService(Service):
         """image_id, snapshot_id or source_volid: as recorded at creation through the API, else (a volume
         the CLI or Ganeti made) from the lineage."""
         origin: dict[str, str | None] = {"image_id": None, "snapshot_id": None, "source_volid": None}
+        origin["bootable_flag"] = None
         recorded = conn.execute(
             select(t.volume_views.c.origin).where(t.volume_views.c.resource_id == res.id)
         ).scalar_one_or_none()
@@ -299,6 +300,13 @@ class VolumeApiService(Service):
                 self.store.volumes.check_name_free(conn, name, vol.owner)
         self._set_view(vol.id, name=name, description=description, metadata=meta)
         return self.show(vol.id)
+
+    def set_bootable(self, vid: str, bootable: bool) -> None:
+        """Cinder's bootable flag (``os-set_bootable``); by default a volume made from an image is."""
+        with self.catalog.read() as conn:
+            vol = self.owned(conn, vid)
+            origin = self._origin(conn, vol)
+        self._set_view(vol.id, origin={**origin, "bootable_flag": "true" if bootable else "false"})
 
     def set_metadata(self, vid: str, metadata: dict[str, Any], *, replace: bool = False) -> dict[str, str]:
         """Merge (or with ``replace`` set) the volume's metadata; return all of it."""

@@ -53,10 +53,11 @@ class VolumeInfo:
     source_volid: str | None = None
     attachments: tuple[AttachmentInfo, ...] = ()
     error: str | None = None
+    bootable_flag: str | None = None  # "true"/"false" as set by os-set_bootable; else: made from an image
 
     @property
     def bootable(self) -> bool:
-        return self.image_id is not None
+        return self.image_id is not None if self.bootable_flag is None else self.bootable_flag == "true"
 
 
 def check_metadata(metadata: dict[str, Any] | None) -> dict[str, str]:

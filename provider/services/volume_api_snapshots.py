@@ -152,6 +152,20 @@ class VolumeSnapshotService(Service):
             self._set_object_meta(snap.id, meta)
         return self.show(snap.id)
 
+    def set_metadata(self, sid: str, metadata: dict[str, Any], *, replace: bool = False) -> dict[str, str]:
+        """Merge (or with ``replace`` set) the snapshot's metadata; return all of it."""
+        meta = check_metadata(metadata)
+        if DESCRIPTION_KEY in meta:
+            raise InvalidInput("snapshot metadata key %(k)r is reserved (use description)", k=DESCRIPTION_KEY)
+        merged = meta if replace else {**self.show(sid).metadata, **meta}
+        return self.update(sid, metadata=merged).metadata
+
+    def delete_metadata(self, sid: str, key: str) -> None:
+        current = self.show(sid).metadata
+        if key not in current:
+            raise NotFound(what="metadata key", ref=key)
+        self.update(sid, metadata={k: v for k, v in current.items() if k != key})
+
     def delete(self, sid: str) -> None:
         """Delete the snapshot's views; its data stays hidden while clones depend on it."""
         with self.catalog.read() as conn:

@@ -424,3 +424,27 @@ def test_volume_types_limits_and_zones(server: ApiServer) -> None:
     assert "atoll" in listed
     assert len(c.volumes.list()) == before + 1  # the refused ones made nothing
     c.volumes.delete(vol.id)
+
+
+def test_bootable_flag_and_snapshot_metadata(server: ApiServer) -> None:
+    """os-set_bootable, and /snapshots/{id}/metadata as cinderclient and openstack volume snapshot set
+    use them (volume metadata has its own test above)."""
+    c = cinder(server, "bob")
+    vol = c.volumes.create(1, name="flags")
+    assert c.volumes.get(vol.id).bootable == "false"  # not made from an image
+    c.volumes.set_bootable(vol, True)
+    assert c.volumes.get(vol.id).bootable == "true"
+    c.volumes.set_bootable(vol, False)
+    assert c.volumes.get(vol.id).bootable == "false"
+    snap = c.volume_snapshots.create(vol.id, name="flags-snap", description="keep me")
+    c.volume_snapshots.set_metadata(snap, {"a": "1", "b": "2"})
+    cli(server, "bob", "openstack", "volume", "snapshot", "set", "--property", "c=3", "flags-snap")
+    c.volume_snapshots.delete_metadata(snap, ["a"])
+    shown = c.volume_snapshots.get(snap.id)
+    assert shown.metadata == {"b": "2", "c": "3"} and shown.description == "keep me"
+    with pytest.raises(cinder_exc.BadRequest, match="reserved"):
+        c.volume_snapshots.set_metadata(snap, {"description": "sneaky"})
+    with pytest.raises(cinder_exc.NotFound):
+        c.volume_snapshots.delete_metadata(snap, ["nope"])
+    c.volume_snapshots.delete(snap)
+    c.volumes.delete(vol.id)
