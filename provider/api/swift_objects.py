@@ -48,6 +48,7 @@ class ObjectResource:
         if not store.containers.exists(account, container):
             raise NotFound(what="container", ref=container)
         path = f"{container}/{name}"
+        _refuse_manifest(req)
         meta, _ = meta_headers(req, "Object")
         ctype = req.content_type or "application/octet-stream"
         if flag(req, "hashmap"):
@@ -222,3 +223,15 @@ def _conditions(req: falcon.Request, resp: falcon.Response, etag: str, stamp: st
         resp.status = falcon.HTTP_304
         return False
     return True
+
+
+def _refuse_manifest(req: falcon.Request) -> None:
+    """Segmented objects (a DLO's ``X-Object-Manifest``, an SLO's ``?multipart-manifest=put``) are not
+    kept: stored as plain objects they would read back empty or as their manifest. One object may hold
+    ``api.max_image_size`` (1 TiB by default, ``max_file_size`` in ``/info``), so the client can upload
+    the object whole (``swift upload`` without ``--segment-size``)."""
+    if req.get_header("X-Object-Manifest") is not None or req.get_param("multipart-manifest") == "put":
+        raise InvalidInput(
+            "segmented objects (X-Object-Manifest, multipart-manifest=put) are not supported: upload the "
+            "object whole (swift upload without --segment-size; max_file_size in /info)"
+        )

@@ -209,16 +209,26 @@ def test_swift_cli_upload_and_download(
     src.write_bytes(os.urandom(2 * MiB))
     auth = ["-A", api_server.url + "/auth/v1.0", "-U", "alpha:alice", "-K", api_server.passwords["alice"]]
 
-    def swift(*args: str) -> str:
+    def swift(*args: str, ok: bool = True) -> str:
         done = subprocess.run([sys.executable, "-m", "swiftclient.shell", *auth, *args], capture_output=True)
-        assert done.returncode == 0, f"swift {args[0]}: {done.stderr.decode()}\n{api_server.log()[-3000:]}"
-        return done.stdout.decode()
+        failed = f"swift {args[0]}: {done.stderr.decode()}\n{api_server.log()[-3000:]}"
+        assert (done.returncode == 0) == ok, failed
+        return done.stdout.decode() + done.stderr.decode()
 
     swift("upload", "--object-name", "disk.raw", "images", str(src))
     assert swift("list", "images").split() == ["disk.raw"]
     out = tmp_path / "back.raw"
     swift("download", "images", "disk.raw", "-o", str(out))
     assert out.read_bytes() == src.read_bytes()
+    # segmented uploads (DLO, SLO) are refused, not kept as an object that would read back wrong
+    for extra in ([], ["--use-slo"]):
+        said = swift(
+            "upload", "-S", str(MiB), *extra, "--object-name", "seg.raw", "images", str(src), ok=False
+        )
+        assert "400 Bad Request" in said and "seg.raw" not in swift("list", "images").split()
+    with pytest.raises(ClientException) as err:
+        alice.put_object("images", "dlo", b"", headers={"X-Object-Manifest": "images_segments/x"})
+    assert err.value.http_status == 400 and b"segmented objects" in err.value.http_response_content
 
 
 def test_snapshots_are_objects_with_their_resource_id(
