@@ -16,6 +16,7 @@ from provider.api.base import Api, image_body, read_json, send_json
 from provider.api.image_views import PATCH_TYPES, next_link, parse_patch, parse_query, render, split_create
 from provider.errors import InvalidInput
 from provider.services import Store
+from provider.services.imports_glance import IMPORT_METHODS
 from provider.services.streams import open_image_data
 
 
@@ -40,6 +41,9 @@ class Images:
         fields, props, tags = split_create(read_json(req, self.api.config.api.max_request_body))
         rec = store.glance.create(fields, props, tags)
         resp.location = f"/v2/images/{rec.id}"
+        # Glance names the import methods on every create; openstacksdk (openstack image create --import)
+        # imports only when the header lists the method
+        resp.set_header("OpenStack-image-import-methods", ",".join(IMPORT_METHODS))
         send_json(resp, render(store, rec), 201)
 
 

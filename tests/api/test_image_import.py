@@ -150,6 +150,15 @@ def test_upload_of_a_qcow2_is_imported(server: ApiServer, samples: dict[str, Pat
     assert b"".join(conn.image.download_image(got, stream=True).iter_content(1 << 20)) == (
         samples["raw"].read_bytes()
     )
+    imported = conn.image.create_image(  # openstack image create --import: stage, then glance-direct
+        name="imported-qcow2",
+        filename=str(samples["qcow2"]),
+        disk_format="qcow2",
+        container_format="bare",
+        use_import=True,
+    )
+    got = conn.image.wait_for_status(conn.image.get_image(imported.id), "active", wait=120)
+    assert (got.disk_format, got.size) == ("raw", samples["raw"].stat().st_size)
     gc = glance(server)
     before = data_files(server)
     image = gc.images.create(disk_format="qcow2", container_format="bare")
