@@ -1,6 +1,7 @@
 """Volume API descriptions clients read before they create: ``/types`` (Atoll's one volume type),
 ``/limits`` (the project's quotas as Cinder's absolute limits) and ``/os-availability-zone`` (one zone),
-as ``openstack volume type list``, ``openstack limits show --absolute`` and Horizon ask."""
+as ``openstack volume type list``, ``openstack limits show --absolute`` and Horizon ask; and for
+operators ``/os-services`` (admins) and ``/qos-specs`` (none)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import falcon
 from provider.api import volume_views as views
 from provider.api.base import Api, send_json
 from provider.api.volume import PREFIX, VolumeResource
-from provider.services.volume_api_model import AVAILABILITY_ZONE, check_volume_type
+from provider.api.volume_views import stamp
+from provider.services.volume_api_model import AVAILABILITY_ZONE, check_volume_type, volume_services
 
 
 class VolumeTypes(VolumeResource):
@@ -38,8 +40,38 @@ class AvailabilityZones(VolumeResource):
         send_json(resp, {"availabilityZoneInfo": [zone]})
 
 
+class Services(VolumeResource):
+    """``GET /os-services`` (admins; ``openstack volume service list``)."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        found = [
+            {
+                "binary": s.binary,
+                "host": s.host,
+                "zone": s.zone,
+                "status": "enabled",
+                "state": "up",
+                "updated_at": stamp(s.updated_at),
+                "disabled_reason": None,
+            }
+            for s in volume_services(store.caller.admin)
+        ]
+        send_json(resp, {"services": found})
+
+
+class QosSpecs(VolumeResource):
+    """``GET /qos-specs``: none (``openstack volume qos list``)."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        self.begin(req, resp, project_id)
+        send_json(resp, {"qos_specs": []})
+
+
 def register(api: Api) -> None:
     api.route(f"{PREFIX}/types", VolumeTypes(api))
     api.route(f"{PREFIX}/types/{{type_id}}", VolumeType(api))
     api.route(f"{PREFIX}/limits", Limits(api))
     api.route(f"{PREFIX}/os-availability-zone", AvailabilityZones(api))
+    api.route(f"{PREFIX}/os-services", Services(api))
+    api.route(f"{PREFIX}/qos-specs", QosSpecs(api))

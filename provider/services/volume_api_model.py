@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from provider.errors import InvalidInput, NotFound
+from provider.errors import InvalidInput, NotFound, PermissionDenied
 from provider.services.volume_api_attachments import AttachmentInfo
+from provider.utils.host import HOST, now
 from provider.utils.names import check_key, check_value
 
 HOSTNAME_KEY = "hostname"
@@ -114,3 +115,18 @@ def check_availability_zone(value: Any) -> None:
         raise InvalidInput(
             "availability zone %(z)r does not exist (there is one: %(one)s)", z=value, one=AVAILABILITY_ZONE
         )
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    binary: str
+    host: str
+    zone: str
+    updated_at: str
+
+
+def volume_services(admin: bool) -> list[ServiceInfo]:
+    """Cinder's ``os-services`` (admins only): this server's volume service, up while it answers."""
+    if not admin:
+        raise PermissionDenied(reason="only an admin may list the volume services")
+    return [ServiceInfo("cinder-volume", f"{HOST}@{VOLUME_TYPE}", AVAILABILITY_ZONE, now())]

@@ -422,6 +422,11 @@ def test_volume_types_limits_and_zones(server: ApiServer) -> None:
     assert {row["Name"]: row["Value"] for row in shown}["total_volumes_used"] == before + 1
     listed = cli(server, "bob", "openstack", "volume", "type", "list").stdout
     assert "atoll" in listed
+    (svc,) = cinder(server, "admin").services.list()
+    assert (svc.binary, svc.state, svc.status, svc.zone) == ("cinder-volume", "up", "enabled", "nova")
+    with pytest.raises(cinder_exc.Forbidden):
+        c.services.list()
+    assert cinder(server, "admin").qos_specs.list() == []
     assert len(c.volumes.list()) == before + 1  # the refused ones made nothing
     c.volumes.delete(vol.id)
 
