@@ -176,8 +176,8 @@ class GlanceService(Service):
                 raise Conflict(reason=f"image {image_id} is {rec.status}: data can be uploaded only once")
             if rec.disk_format not in UPLOADABLE:
                 raise InvalidInput(
-                    "disk_format %(f)s cannot be uploaded as is: images are stored raw (upload raw or iso, "
-                    "or use the import of a %(f)s file)",
+                    "disk_format %(f)s cannot be stored: images are stored raw (upload raw or iso data, or "
+                    "qcow2, vmdk, vhd, vhdx, vpc or vdi data, which is converted)",
                     f=rec.disk_format,
                 )
             if declared is not None and declared > limit:

@@ -25,7 +25,8 @@ from provider.services.imports_jobs import Job
 from provider.utils.host import now
 
 IMPORT_METHODS = ("glance-direct", "web-download")
-CONVERTED = tuple(f for f in FORMATS if f not in STORED_AS_IS)  # uploads of these are imported
+ALIASES = {"vhd": "vpc"}  # Glance's name of a format -> QEMU's
+CONVERTED = (*(f for f in FORMATS if f not in STORED_AS_IS), *ALIASES)  # uploads of these are imported
 _TASK_STATUS = {"queued": "pending", "importing": "processing", "active": "success", "killed": "failure"}
 CHUNK = 1 << 20
 
@@ -82,11 +83,12 @@ class GlanceImportService(Service):
         assert isinstance(method, dict)
         statuses = ("uploading",) if name == "glance-direct" else ("queued",)
         rec = self._owned_queued(image_id, statuses)
-        if rec.disk_format not in FORMATS:
+        disk_format = ALIASES.get(rec.disk_format, rec.disk_format)
+        if disk_format not in FORMATS:
             raise InvalidInput(
                 "disk format %(f)r cannot be imported (accepted: %(all)s)",
                 f=rec.disk_format,
-                all=", ".join(FORMATS),
+                all=", ".join((*FORMATS, *ALIASES)),
             )
         uri = method.get("uri") if name == "web-download" else ""
         if name == "web-download" and not isinstance(uri, str):
@@ -95,7 +97,7 @@ class GlanceImportService(Service):
             rec.name,
             uri or "",
             method=name,
-            disk_format=rec.disk_format,
+            disk_format=disk_format,
             image_id=image_id,
             queued_image=True,
         )

@@ -5,6 +5,7 @@ hostile images and refused addresses failing with the reason and leaving nothing
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,6 +161,13 @@ def test_upload_of_a_qcow2_is_imported(server: ApiServer, samples: dict[str, Pat
     got = conn.image.wait_for_status(conn.image.get_image(imported.id), "active", wait=120)
     assert (got.disk_format, got.size) == ("raw", samples["raw"].stat().st_size)
     gc = glance(server)
+    vhd = gc.images.create(disk_format="vhd", container_format="bare")  # Glance's name of QEMU's vpc
+    with open(samples["vpc"], "rb") as f:
+        gc.images.upload(vhd.id, f)
+    assert settle(server, vhd.id)["status"] == "success" and gc.images.get(vhd.id).disk_format == "raw"
+    ami = gc.images.create(disk_format="ami", container_format="ami")
+    with pytest.raises(glance_exc.HTTPBadRequest, match="disk_format ami cannot be stored"):
+        gc.images.upload(ami.id, io.BytesIO(b"x"))
     before = data_files(server)
     image = gc.images.create(disk_format="qcow2", container_format="bare")
     with open(samples["backing"], "rb") as f:
