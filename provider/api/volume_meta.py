@@ -60,6 +60,23 @@ class Services(VolumeResource):
         send_json(resp, {"services": found})
 
 
+class ResourceFilters(VolumeResource):
+    """``GET /resource_filters`` (3.33+): the filters each listing takes."""
+
+    min_version = (3, 33)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        self.begin(req, resp, project_id)
+        filters = [
+            {"resource": "volume", "filters": ["name", "status", "metadata"]},
+            {"resource": "snapshot", "filters": ["name", "status", "volume_id"]},
+            {"resource": "attachment", "filters": ["volume_id"]},
+            {"resource": "message", "filters": ["resource_uuid", "resource_type", "event_id", "request_id"]},
+        ]
+        wanted = req.get_param("resource")
+        send_json(resp, {"resource_filters": [f for f in filters if wanted in (None, f["resource"])]})
+
+
 class QosSpecs(VolumeResource):
     """``GET /qos-specs``: none (``openstack volume qos list``)."""
 
@@ -75,3 +92,4 @@ def register(api: Api) -> None:
     api.route(f"{PREFIX}/os-availability-zone", AvailabilityZones(api))
     api.route(f"{PREFIX}/os-services", Services(api))
     api.route(f"{PREFIX}/qos-specs", QosSpecs(api))
+    api.route(f"{PREFIX}/resource_filters", ResourceFilters(api))

@@ -162,3 +162,17 @@ def limits(q: QuotaSet) -> dict[str, Any]:
         "totalBackupGigabytesUsed": 0,
     }
     return {"limits": {"rate": [], "absolute": absolute}}
+
+
+def summary(volumes: list[VolumeInfo]) -> dict[str, Any]:
+    """Cinder's volume summary: how many, their GiB, and every metadata key with the values it has."""
+    metadata: dict[str, list[str]] = {}
+    for v in volumes:
+        for key, value in v.metadata.items():
+            if value not in metadata.setdefault(key, []):
+                metadata[key].append(value)
+    return {
+        "total_count": len(volumes),
+        "total_size": sum(gib(v.size) for v in volumes),
+        "metadata": metadata,
+    }

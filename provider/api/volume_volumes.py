@@ -16,6 +16,7 @@ from provider.errors import InvalidInput, NotFound
 from provider.services.volume_api_model import VolumeInfo
 
 LIVE_EXTEND = (3, 42)  # Cinder extends attached volumes from this microversion on
+SUMMARY = (3, 12)
 
 
 def _metadata_filter(text: str | None) -> dict[str, str] | None:
@@ -34,12 +35,28 @@ def _metadata_filter(text: str | None) -> dict[str, str] | None:
 
 
 def _sort(req: falcon.Request) -> tuple[str, str]:
-    """``sort=name:asc`` (first key only) or ``sort_key``/``sort_dir``; newest first by default."""
+    """``sort=name:asc`` (first key only) or ``sort_key``/``sort_dir``; newest first by default.
+    ``display_name`` is Cinder's other name of ``name`` (what cinderclient sends for ``--sort name``)."""
     sort = req.get_param("sort")
     if sort:
         key, _, direction = sort.split(",")[0].partition(":")
-        return key.strip(), (direction or "desc").strip()
-    return req.get_param("sort_key") or "created_at", req.get_param("sort_dir") or "desc"
+        key, direction = key.strip(), (direction or "desc").strip()
+    else:
+        key, direction = req.get_param("sort_key") or "created_at", req.get_param("sort_dir") or "desc"
+    return ("name" if key == "display_name" else key), direction
+
+
+class VolumesSummary(VolumeResource):
+    """``GET /volumes/summary`` (3.12+; ``openstack volume summary``): count, GiB and metadata values."""
+
+    min_version = SUMMARY
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        store, _ = self.begin(req, resp, project_id)
+        found = store.volume_api.list(
+            all_projects=as_bool(req.get_param("all_tenants") or False, "all_tenants")
+        )
+        send_json(resp, {"volume-summary": views.summary(found)})
 
 
 class Volumes(VolumeResource):
@@ -229,6 +246,7 @@ class MetadataKey(_MetadataResource):
 def register(api: Api) -> None:
     api.route(f"{PREFIX}/volumes", Volumes(api))
     api.route(f"{PREFIX}/volumes/detail", VolumesDetail(api))
+    api.route(f"{PREFIX}/volumes/summary", VolumesSummary(api))
     api.route(f"{PREFIX}/volumes/{{volume_id}}", Volume(api))
     api.route(f"{PREFIX}/volumes/{{volume_id}}/action", VolumeAction(api))
     for kind, field in (("volumes", "volume_id"), ("snapshots", "snapshot_id")):

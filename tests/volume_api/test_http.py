@@ -427,6 +427,14 @@ def test_volume_types_limits_and_zones(server: ApiServer) -> None:
     with pytest.raises(cinder_exc.Forbidden):
         c.services.list()
     assert cinder(server, "admin").qos_specs.list() == []
+    second = c.volumes.create(2, name="typed-2", metadata={"tier": "b"})
+    c.volumes.set_metadata(vol, {"tier": "a"})
+    assert [v.name for v in c.volumes.list(sort="name:desc")][:2] == ["typed-2", "typed"]  # display_name
+    summary = c.volumes.summary(all_tenants=False)["volume-summary"]
+    assert summary["total_count"] == before + 2 and sorted(summary["metadata"]["tier"]) == ["a", "b"]
+    volume_filters = c.resource_filters.list(resource="volume")
+    assert [f.resource for f in volume_filters] == ["volume"] and "metadata" in volume_filters[0].filters
+    c.volumes.delete(second.id)
     assert len(c.volumes.list()) == before + 1  # the refused ones made nothing
     c.volumes.delete(vol.id)
 
