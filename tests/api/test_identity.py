@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -190,23 +187,6 @@ def test_cli_projects_and_users(api_server: ApiServer, tmp_path) -> None:  # typ
     assert json.loads(env.cli("-o", "json", "user", "delete", "erin").stdout) == {"deleted": "erin"}
 
 
-def _openstack(api_server: ApiServer, user: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "OS_AUTH_URL": api_server.auth_url,
-        "OS_USERNAME": user,
-        "OS_PASSWORD": api_server.passwords[user],
-        "OS_PROJECT_NAME": api_server.projects[user],
-        "OS_USER_DOMAIN_NAME": "Default",
-        "OS_PROJECT_DOMAIN_NAME": "Default",
-        "OS_IDENTITY_API_VERSION": "3",
-    }
-    argv = [str(Path(sys.executable).parent / "openstack"), *args]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"openstack {' '.join(args)}: {done.stderr}"
-    return done
-
-
 def test_projects_as_clients_resolve_them(api_server: ApiServer, tmp_path: Path) -> None:
     """Keystone's answers: one's own project, 403 for another's (which openstack image add project
     takes as "use the name as given"), lists to admins, one's own projects to anyone."""
@@ -227,12 +207,16 @@ def test_projects_as_clients_resolve_them(api_server: ApiServer, tmp_path: Path)
     # sharing an image with a project by name, accepted by its member, all through the openstack CLI
     disk = tmp_path / "shared.raw"
     disk.write_bytes(b"shared image" * 1000)
-    made = _openstack(api_server, "alice", "image", "create", "--file", str(disk), "shared-img", "-f", "json")
+    made = api_server.run_cli(
+        "alice", "openstack", "image", "create", "--file", str(disk), "shared-img", "-f", "json"
+    )
     image_id = json.loads(made.stdout)["id"]
-    _openstack(api_server, "alice", "image", "add", "project", "shared-img", "beta")
-    _openstack(api_server, "bob", "image", "set", "--accept", image_id)
-    listed = json.loads(_openstack(api_server, "bob", "image", "list", "-f", "json").stdout)
+    api_server.run_cli("alice", "openstack", "image", "add", "project", "shared-img", "beta")
+    api_server.run_cli("bob", "openstack", "image", "set", "--accept", image_id)
+    listed = json.loads(api_server.run_cli("bob", "openstack", "image", "list", "-f", "json").stdout)
     assert image_id in [i["ID"] for i in listed]
-    mine = json.loads(_openstack(api_server, "bob", "project", "list", "--my-projects", "-f", "json").stdout)
+    mine = json.loads(
+        api_server.run_cli("bob", "openstack", "project", "list", "--my-projects", "-f", "json").stdout
+    )
     assert [p["ID"] for p in mine] == ["beta"]
-    _openstack(api_server, "alice", "image", "delete", image_id)
+    api_server.run_cli("alice", "openstack", "image", "delete", image_id)

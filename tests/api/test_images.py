@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -134,21 +131,11 @@ def test_glance_cli_and_openstacksdk(api_server: ApiServer, tmp_path: Path) -> N
     img = conn.image.get_image(img.id)
     assert img.status == "active" and img.size == len(DATA)
     assert img.id in {i.id for i in conn.image.images()}
-    env = {
-        **os.environ,
-        "OS_AUTH_URL": api_server.auth_url,
-        "OS_USERNAME": "bob",
-        "OS_PASSWORD": api_server.passwords["bob"],
-        "OS_PROJECT_NAME": "beta",
-        "OS_USER_DOMAIN_NAME": "Default",
-        "OS_PROJECT_DOMAIN_NAME": "Default",
-        "OS_IMAGE_API_VERSION": "2",
-    }
-    glance_cli = [str(Path(sys.executable).parent / "glance")]
-    out = subprocess.run([*glance_cli, "image-list"], env=env, capture_output=True, text=True, check=True)
+    v2 = {"OS_IMAGE_API_VERSION": "2"}
+    out = api_server.run_cli("bob", "glance", "image-list", env=v2)
     assert "via-sdk" in out.stdout
     dst = tmp_path / "back.raw"
-    subprocess.run([*glance_cli, "image-download", "--file", str(dst), img.id], env=env, check=True)
+    api_server.run_cli("bob", "glance", "image-download", "--file", str(dst), img.id, env=v2)
     assert dst.read_bytes() == DATA
     conn.image.delete_image(img.id)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,22 +52,7 @@ def cli(
     server: ApiServer, user: str, tool: str, *args: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """The ``openstack`` or ``cinder`` command line, authenticated as ``user`` by password."""
-    env = {
-        **os.environ,
-        "OS_AUTH_URL": server.auth_url,
-        "OS_USERNAME": user,
-        "OS_PASSWORD": server.passwords[user],
-        "OS_PROJECT_NAME": server.projects[user],
-        "OS_USER_DOMAIN_NAME": "Default",
-        "OS_PROJECT_DOMAIN_NAME": "Default",
-        "OS_IDENTITY_API_VERSION": "3",
-        "OS_VOLUME_API_VERSION": "3.60",
-    }
-    exe = Path(sys.executable).with_name(tool)
-    proc = subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=600)
-    if check:
-        assert proc.returncode == 0, f"{tool} {' '.join(args)}: {proc.stderr[-2000:]}"
-    return proc
+    return server.run_cli(user, tool, *args, check=check, env={"OS_VOLUME_API_VERSION": "3.60"})
 
 
 def add_guest_image(server: ApiServer, guest_image: Path, name: str, project: str = "alpha") -> str:
