@@ -125,6 +125,18 @@ class VolumeResource:
         return data
 
 
+def sort_params(req: falcon.Request) -> tuple[str, str]:
+    """``sort=key:dir`` (first key only) or ``sort_key``/``sort_dir``; newest first by default.
+    ``display_name`` is Cinder's other name of ``name`` (what cinderclient sends for ``--sort name``)."""
+    sort = req.get_param("sort")
+    if sort:
+        key, _, direction = sort.split(",")[0].partition(":")
+        key, direction = key.strip(), (direction or "desc").strip()
+    else:
+        key, direction = req.get_param("sort_key") or "created_at", req.get_param("sort_dir") or "desc"
+    return ("name" if key == "display_name" else key), direction
+
+
 def as_int(value: Any, what: str) -> int:
     """A whole number, from JSON or a query string (Cinder accepts ``"10"`` for 10)."""
     if isinstance(value, bool):

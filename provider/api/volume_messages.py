@@ -8,7 +8,7 @@ from typing import Any
 import falcon
 
 from provider.api.base import Api, send_json
-from provider.api.volume import PREFIX, VolumeResource, as_int
+from provider.api.volume import PREFIX, VolumeResource, as_int, sort_params
 from provider.api.volume_views import stamp
 from provider.errors import InvalidInput
 from provider.services.volume_api_messages import FILTERS, MessageInfo
@@ -33,12 +33,11 @@ def message(m: MessageInfo, base: str) -> dict[str, Any]:
 
 
 def _sort_dir(req: falcon.Request) -> str:
-    """``sort=created_at:asc`` or ``sort_key``/``sort_dir``; newest first by default."""
-    key, _, direction = (req.get_param("sort") or "").split(",")[0].partition(":")
-    key = key.strip() or req.get_param("sort_key") or "created_at"
+    """Messages sort by creation only (``sort=created_at:asc``); newest first by default."""
+    key, direction = sort_params(req)
     if key not in SORT_KEYS:
         raise InvalidInput("messages sort by created_at, not %(k)r", k=key)
-    return direction.strip() or req.get_param("sort_dir") or "desc"
+    return direction
 
 
 class Messages(VolumeResource):

@@ -11,6 +11,7 @@ from provider.api import volume_views as views
 from provider.api.base import Api, send_json
 from provider.api.volume import PREFIX, VolumeResource
 from provider.api.volume_views import stamp
+from provider.services.volume_api_messages import FILTERS as MESSAGE_FILTERS
 from provider.services.volume_api_model import AVAILABILITY_ZONE, check_volume_type, volume_services
 
 
@@ -71,7 +72,7 @@ class ResourceFilters(VolumeResource):
             {"resource": "volume", "filters": ["name", "status", "metadata"]},
             {"resource": "snapshot", "filters": ["name", "status", "volume_id"]},
             {"resource": "attachment", "filters": ["volume_id"]},
-            {"resource": "message", "filters": ["resource_uuid", "resource_type", "event_id", "request_id"]},
+            {"resource": "message", "filters": [f for f in MESSAGE_FILTERS if f != "project_id"]},
         ]
         wanted = req.get_param("resource")
         send_json(resp, {"resource_filters": [f for f in filters if wanted in (None, f["resource"])]})

@@ -11,7 +11,7 @@ import falcon
 
 from provider.api import volume_views as views
 from provider.api.base import Api, send_json
-from provider.api.volume import PREFIX, VolumeResource, as_bool, as_int, optional_text
+from provider.api.volume import PREFIX, VolumeResource, as_bool, as_int, optional_text, sort_params
 from provider.errors import InvalidInput, NotFound
 from provider.services.volume_api_model import VolumeInfo
 
@@ -34,18 +34,6 @@ def _metadata_filter(text: str | None) -> dict[str, str] | None:
     return value
 
 
-def _sort(req: falcon.Request) -> tuple[str, str]:
-    """``sort=name:asc`` (first key only) or ``sort_key``/``sort_dir``; newest first by default.
-    ``display_name`` is Cinder's other name of ``name`` (what cinderclient sends for ``--sort name``)."""
-    sort = req.get_param("sort")
-    if sort:
-        key, _, direction = sort.split(",")[0].partition(":")
-        key, direction = key.strip(), (direction or "desc").strip()
-    else:
-        key, direction = req.get_param("sort_key") or "created_at", req.get_param("sort_dir") or "desc"
-    return ("name" if key == "display_name" else key), direction
-
-
 class VolumesSummary(VolumeResource):
     """``GET /volumes/summary`` (3.12+; ``openstack volume summary``): count, GiB and metadata values."""
 
@@ -64,7 +52,7 @@ class Volumes(VolumeResource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
         store, _ = self.begin(req, resp, project_id)
-        sort_key, sort_dir = _sort(req)
+        sort_key, sort_dir = sort_params(req)
         limit = req.get_param("limit")
         found = store.volume_api.list(
             name=req.get_param("name"),
