@@ -39,8 +39,8 @@ def swift_cli(server: ApiServer, user: str, *args: str) -> str:
         server.url + "/auth/v1.0",
         "-U",
         f"{server.projects[user]}:{user}",
-        "-K",
-        server.passwords[user],
+        # one argument: a generated password may begin with "-"
+        f"--key={server.passwords[user]}",
     ]
     proc = subprocess.run(
         [sys.executable, "-m", "swiftclient.shell", *auth, *args], capture_output=True, text=True, timeout=600
