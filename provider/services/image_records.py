@@ -13,7 +13,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, false, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Connection,
+    Select,
+    String,
+    and_,
+    bindparam,
+    cast,
+    false,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from provider.catalog import schema as t
 from provider.services.base import Caller
@@ -34,7 +52,7 @@ GLANCE_DEFAULTS: dict[str, Any] = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class ImageRecord:
     id: str
     name: str
@@ -128,16 +146,28 @@ def visibility_filter(caller: Caller, visibility: str, member_status: str) -> Co
     return false()
 
 
-# Built once: composing SQLAlchemy expressions costs more than running these queries.
-_TAGS = (
-    select(t.image_tags.c.resource_id, t.image_tags.c.tag)
-    .where(t.image_tags.c.resource_id.in_(bindparam("ids", expanding=True)))
-    .order_by(t.image_tags.c.tag)
-)
-_MEMBERS = select(t.image_members.c.resource_id, t.image_members.c.member, t.image_members.c.status).where(
-    t.image_members.c.resource_id.in_(bindparam("ids", expanding=True))
-)
+def _page(column: Any, dialect: str) -> ColumnElement[bool]:
+    """``column`` is one of the page's ids, passed as one JSON array: an expanding IN of 1,000 ids
+    cost more to render than the query took to run."""
+    ids = bindparam("ids", type_=String)
+    if dialect == "postgresql":
+        return column.in_(select(func.jsonb_array_elements_text(cast(ids, JSONB))))
+    return column.in_(select(literal_column("value")).select_from(func.json_each(ids)))
 
+
+def _extras(dialect: str) -> CompoundSelect[Any]:
+    """The tags (member NULL) and members (tag NULL) of a page of images, in one query; tags sorted."""
+    tags, members = t.image_tags, t.image_members
+    return union_all(
+        select(tags.c.resource_id, tags.c.tag, null(), null()).where(_page(tags.c.resource_id, dialect)),
+        select(members.c.resource_id, null(), members.c.member, members.c.status).where(
+            _page(members.c.resource_id, dialect)
+        ),
+    ).order_by(literal_column("2"))
+
+
+# Built once per dialect: composing SQLAlchemy expressions costs more than running these queries.
+_EXTRAS = {name: _extras(name) for name in ("sqlite", "postgresql")}
 
 _COLUMNS = (
     *("resource_id", "name", "owner", "visibility", "status", "disk_format", "container_format"),
@@ -157,11 +187,12 @@ def records(conn: Connection, rows: Iterable[Any]) -> list[ImageRecord]:
     if not out:
         return out
     by_id = {r.id: r for r in out}
-    ids = list(by_id)
-    for rid, tag in conn.execute(_TAGS, {"ids": ids}):
-        by_id[rid].tags.append(tag)
-    for rid, member, status in conn.execute(_MEMBERS, {"ids": ids}):
-        by_id[rid].members[member] = status
+    page = {"ids": json.dumps(list(by_id))}
+    for rid, tag, member, status in conn.execute(_EXTRAS[conn.dialect.name], page):
+        if tag is not None:
+            by_id[rid].tags.append(tag)
+        else:
+            by_id[rid].members[member] = status
     return out
 
 

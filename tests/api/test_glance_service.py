@@ -43,6 +43,12 @@ def test_identity_and_images_on_each_catalog(qcow2_env: StoreEnv) -> None:
     assert made[1].id not in {r.id for r in beta.glance.list(ImageQuery())[0]}
     beta.image_members.set_status(made[1].id, "beta", "accepted")
     assert made[1].id in {r.id for r in beta.glance.list(ImageQuery())[0]}
+    # a page carries each image's tags (sorted) and members, read for the whole page at once
+    alpha.glance.create({"name": "zz"}, {}, ["zeta", "alpha", "mu"])
+    listed = {r.name: r for r in alpha.glance.list(ImageQuery(limit=1000))[0]}
+    assert listed["zz"].tags == ["alpha", "mu", "zeta"] and listed["zz"].members == {}
+    assert listed["n1"].members == {"beta": "accepted"} and listed["n1"].tags == ["t"]
+    assert listed["n2"].members == {} and listed["n2"].tags == ["t"]
     with pytest.raises(PermissionDenied):
         beta.glance.delete(made[1].id)
     alpha.glance.delete(made[1].id)

@@ -207,7 +207,8 @@ def test_swift_cli_upload_and_download(
 ) -> None:
     src = tmp_path / "disk.raw"
     src.write_bytes(os.urandom(2 * MiB))
-    auth = ["-A", api_server.url + "/auth/v1.0", "-U", "alpha:alice", f"--key={api_server.passwords['alice']}"]
+    key = api_server.passwords["alice"]
+    auth = ["-A", api_server.url + "/auth/v1.0", "-U", "alpha:alice", f"--key={key}"]
 
     def swift(*args: str, ok: bool = True) -> str:
         done = subprocess.run([sys.executable, "-m", "swiftclient.shell", *auth, *args], capture_output=True)
