@@ -11,6 +11,7 @@ from provider.api import volume_views as views
 from provider.api.base import Api, send_json
 from provider.api.volume import PREFIX, VolumeResource
 from provider.api.volume_views import stamp
+from provider.errors import InvalidInput
 from provider.services.volume_api_messages import FILTERS as MESSAGE_FILTERS
 from provider.services.volume_api_model import AVAILABILITY_ZONE, check_volume_type, volume_services
 
@@ -86,6 +87,35 @@ class QosSpecs(VolumeResource):
         send_json(resp, {"qos_specs": []})
 
 
+class NotOffered(VolumeResource):
+    """Cinder's backups and volume transfers, which Atoll does not offer: the listings are empty (clients
+    and dashboards list them beside volumes), creating one is refused with what to use instead."""
+
+    def __init__(self, api: Api, key: str, instead: str) -> None:
+        super().__init__(api)
+        self.key, self.instead = key, instead
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        self.begin(req, resp, project_id)
+        send_json(resp, {self.key: []})
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        self.begin(req, resp, project_id)
+        raise InvalidInput(
+            "this volume service offers no %(what)s: %(instead)s", what=self.key, instead=self.instead
+        )
+
+
+BACKUPS_INSTEAD = (
+    "a snapshot (openstack volume snapshot create) or an image of the volume (openstack image create "
+    "--volume) keeps its data at once, and openstack image save copies an image out of the store"
+)
+TRANSFERS_INSTEAD = (
+    "an image of the volume (openstack image create --volume) shared with the other project (openstack "
+    "image add project) becomes a volume there (openstack volume create --image)"
+)
+
+
 def register(api: Api) -> None:
     api.route(f"{PREFIX}/types", VolumeTypes(api))
     api.route(f"{PREFIX}/types/{{type_id}}", VolumeType(api))
@@ -94,3 +124,12 @@ def register(api: Api) -> None:
     api.route(f"{PREFIX}/os-services", Services(api))
     api.route(f"{PREFIX}/qos-specs", QosSpecs(api))
     api.route(f"{PREFIX}/resource_filters", ResourceFilters(api))
+    for path in ("backups", "backups/detail"):
+        api.route(f"{PREFIX}/{path}", NotOffered(api, "backups", BACKUPS_INSTEAD))
+    for path in (
+        "volume-transfers",
+        "volume-transfers/detail",
+        "os-volume-transfer",
+        "os-volume-transfer/detail",
+    ):
+        api.route(f"{PREFIX}/{path}", NotOffered(api, "transfers", TRANSFERS_INSTEAD))

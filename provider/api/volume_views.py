@@ -47,7 +47,7 @@ def volume(v: VolumeInfo, base: str, *, detail: bool = True) -> dict[str, Any]:
         "status": v.status,
         "size": gib(v.size),
         "description": v.description,
-        "metadata": v.metadata,
+        "metadata": v.metadata if v.readonly_flag is None else {**v.metadata, "readonly": str(v.readonly)},
         "created_at": stamp(v.created_at),
         "updated_at": stamp(v.updated_at),
         "availability_zone": AVAILABILITY_ZONE,
@@ -65,7 +65,7 @@ def volume(v: VolumeInfo, base: str, *, detail: bool = True) -> dict[str, Any]:
         "attachments": [volume_attachment(a) for a in v.attachments if a.status != "reserved"],
     }
     if v.image_id:
-        body["volume_image_metadata"] = {"image_id": v.image_id}
+        body["volume_image_metadata"] = {**(v.image_meta or {}), "image_id": v.image_id}
     if v.error:
         body["error_reason"] = v.error  # why creation failed (no volume was left behind)
     return body

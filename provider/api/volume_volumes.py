@@ -17,6 +17,7 @@ from provider.services.volume_api_model import VolumeInfo
 
 LIVE_EXTEND = (3, 42)  # Cinder extends attached volumes from this microversion on
 SUMMARY = (3, 12)
+ACTIONS = ("os-extend", "os-volume_upload_image", "os-set_bootable", "os-update_readonly_flag")
 
 
 def _metadata_filter(text: str | None) -> dict[str, str] | None:
@@ -118,15 +119,19 @@ class Volume(VolumeResource):
         resp.status = 202
 
 
+def _args(data: dict[str, Any], action: str) -> dict[str, Any]:
+    args = data[action]
+    return args if isinstance(args, dict) else {}
+
+
 class VolumeAction(VolumeResource):
-    """``POST /volumes/{id}/action`` with one of ``os-extend``, ``os-volume_upload_image`` or
-    ``os-set_bootable``."""
+    """``POST /volumes/{id}/action`` with one of ACTIONS."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, project_id: str, volume_id: str) -> None:
         store, version = self.begin(req, resp, project_id)
         data = self.json_object(req)
         if "os-extend" in data:
-            args = data["os-extend"] if isinstance(data["os-extend"], dict) else {}
+            args = _args(data, "os-extend")
             if "new_size" not in args:
                 raise InvalidInput("os-extend needs new_size (GiB)")
             current = store.volume_api.show(volume_id)
@@ -142,16 +147,22 @@ class VolumeAction(VolumeResource):
             self._upload(store, resp, volume_id, data["os-volume_upload_image"])
             return
         if "os-set_bootable" in data:
-            args = data["os-set_bootable"] if isinstance(data["os-set_bootable"], dict) else {}
+            args = _args(data, "os-set_bootable")
             if "bootable" not in args:
                 raise InvalidInput("os-set_bootable needs bootable (true or false)")
             store.volume_api.set_bootable(volume_id, as_bool(args["bootable"], "bootable"))
             resp.status = 200
             return
+        if "os-update_readonly_flag" in data:
+            args = _args(data, "os-update_readonly_flag")
+            if "readonly" not in args:
+                raise InvalidInput("os-update_readonly_flag needs readonly (true or false)")
+            store.volume_api.set_readonly(volume_id, as_bool(args["readonly"], "readonly"))
+            resp.status = 202
+            return
         action = next(iter(data), "(none)")
         raise InvalidInput(
-            "volume action %(a)r is not supported (os-extend, os-volume_upload_image, os-set_bootable)",
-            a=action,
+            "volume action %(a)r is not supported (%(known)s)", a=action, known=", ".join(ACTIONS)
         )
 
     def _upload(self, store: Any, resp: falcon.Response, volume_id: str, args: Any) -> None:

@@ -13,7 +13,8 @@ from sqlalchemy import Connection, delete, select, update
 from provider.catalog import schema as t
 from provider.errors import AtollError, Conflict, InvalidInput, NotFound
 from provider.model import Resource
-from provider.services.base import Service, res_key
+from provider.services.base import res_key
+from provider.services.protections import readable
 from provider.services.quotas import GIB, gib
 from provider.services.volume_api_attachments import attachments_of
 from provider.services.volume_api_messages import COPY_IMAGE_TO_VOLUME
@@ -25,52 +26,15 @@ from provider.services.volume_api_model import (
     check_size,
     check_volume_type,
     hostname_for,
+    image_metadata,
 )
+from provider.services.volume_api_records import VolumeRecords
 from provider.utils.host import new_id, now
 from provider.utils.names import UUID_RE, check_name, check_value
 from provider.utils.props import EXCLUDE_ALL_TASKS
 
 
-class VolumeApiService(Service):
-    def project(self) -> str:
-        return self.store.quotas.project()
-
-    # ---- lookup ----------------------------------------------------------------------------------
-    def owned(self, conn: Connection, vid: str, what: str = "volume") -> Resource:
-        """The caller's project's volume ``vid`` (an id); another project's is not found, as in Cinder."""
-        if not UUID_RE.match(vid or ""):
-            raise NotFound(what=what, ref=vid)
-        try:
-            res = self.load(conn, vid)
-        except NotFound:
-            raise NotFound(what=what, ref=vid) from None
-        if res.volume is None or not (self.caller.admin or res.owner == self.project()):
-            raise NotFound(what=what, ref=vid)
-        return res
-
-    def _origin(self, conn: Connection, res: Resource) -> dict[str, str | None]:
-        """image_id, snapshot_id or source_volid: as recorded at creation through the API, else (a volume
-        the CLI or Ganeti made) from the lineage."""
-        origin: dict[str, str | None] = {"image_id": None, "snapshot_id": None, "source_volid": None}
-        origin["bootable_flag"] = None
-        recorded = conn.execute(
-            select(t.volume_views.c.origin).where(t.volume_views.c.resource_id == res.id)
-        ).scalar_one_or_none()
-        if recorded:
-            origin.update(json.loads(recorded))
-            return origin
-        if res.parent is None:
-            return origin
-        try:
-            parent = self.load(conn, res.parent)
-        except NotFound:
-            return origin
-        if parent.kind == "snapshot":
-            origin["snapshot_id"] = parent.id
-        elif parent.kind == "image":
-            origin["image_id"] = parent.id
-        return origin
-
+class VolumeApiService(VolumeRecords):
     def info(self, conn: Connection, res: Resource) -> VolumeInfo:
         assert res.volume is not None
         atts = tuple(attachments_of(conn, res.id))
@@ -228,9 +192,16 @@ class VolumeApiService(Service):
                 vol = made
             else:
                 vol = self.store.volumes.create(name, size_gib * GIB, src.id if src else None)
-            origin = {"image_id": image_ref, "snapshot_id": snapshot_id, "source_volid": source_volid}
+            origin: dict[str, Any] = {"image_id": image_ref, "snapshot_id": snapshot_id}
+            origin["source_volid"] = source_volid
+            if src is not None and src.kind == "image":
+                origin["image_meta"] = self._image_meta(src)
             self._set_view(vol.id, description=description, metadata=meta, origin=origin)
         return self.show(vol.id)
+
+    def _image_meta(self, image: Resource) -> dict[str, str]:
+        rec = self.store.glance.show(image.id)
+        return image_metadata(rec, readable(self.store.config.images, self.caller, rec.properties))
 
     def _clone_volume(self, src: Resource, name: str, size: int) -> Resource:
         """A volume's clone: a point-in-time snapshot of it (hidden at once), cloned (no data copied)."""
@@ -300,13 +271,6 @@ class VolumeApiService(Service):
                 self.store.volumes.check_name_free(conn, name, vol.owner)
         self._set_view(vol.id, name=name, description=description, metadata=meta)
         return self.show(vol.id)
-
-    def set_bootable(self, vid: str, bootable: bool) -> None:
-        """Cinder's bootable flag (``os-set_bootable``); by default a volume made from an image is."""
-        with self.catalog.read() as conn:
-            vol = self.owned(conn, vid)
-            origin = self._origin(conn, vol)
-        self._set_view(vol.id, origin={**origin, "bootable_flag": "true" if bootable else "false"})
 
     def set_metadata(self, vid: str, metadata: dict[str, Any], *, replace: bool = False) -> dict[str, str]:
         """Merge (or with ``replace`` set) the volume's metadata; return all of it."""

@@ -138,6 +138,8 @@ class VolumeAttachmentService(Service):
             vol = self.store.volume_api.owned(conn, volume_id)
             if attachments_of(conn, vol.id):
                 raise InUse(what="volume", ref=vol.id, reason="it is attached already (no multiattach)")
+            if self.store.volume_api.is_readonly(conn, vol):
+                mode = "ro"  # os-update_readonly_flag: every attachment of the volume is read-only
             aid = new_id()
             if not connector:
                 conn.execute(

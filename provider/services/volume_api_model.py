@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provider.errors import InvalidInput, NotFound, PermissionDenied
+from provider.services.image_records import ImageRecord
 from provider.services.volume_api_attachments import AttachmentInfo
 from provider.utils.host import HOST, now
 from provider.utils.names import check_key, check_value
@@ -55,10 +56,35 @@ class VolumeInfo:
     attachments: tuple[AttachmentInfo, ...] = ()
     error: str | None = None
     bootable_flag: str | None = None  # "true"/"false" as set by os-set_bootable; else: made from an image
+    readonly_flag: str | None = None  # "true"/"false" as set by os-update_readonly_flag; else: read-write
+    image_meta: dict[str, str] | None = None  # Cinder's volume_image_metadata, kept at creation
 
     @property
     def bootable(self) -> bool:
         return self.image_id is not None if self.bootable_flag is None else self.bootable_flag == "true"
+
+    @property
+    def readonly(self) -> bool:
+        return self.readonly_flag == "true"
+
+
+def image_metadata(rec: ImageRecord, properties: dict[str, str]) -> dict[str, str]:
+    """What Cinder keeps of the image a volume was made from (``volume_image_metadata``, strings): the
+    image's attributes and the ``properties`` its reader may see, as they were at the volume's creation
+    (Nova reads its boot settings there; the image may change or go later)."""
+    g = rec.glance
+    meta = {
+        **properties,
+        "image_name": rec.name,
+        "disk_format": rec.disk_format,
+        "container_format": rec.container_format,
+        "min_disk": str(g["min_disk"]),
+        "min_ram": str(g["min_ram"]),
+        "size": str(rec.size),
+    }
+    if g["checksum"]:
+        meta["checksum"] = g["checksum"]
+    return meta
 
 
 def check_metadata(metadata: dict[str, Any] | None) -> dict[str, str]:

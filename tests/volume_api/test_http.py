@@ -445,3 +445,46 @@ def test_bootable_flag_and_snapshot_metadata(server: ApiServer) -> None:
         c.volume_snapshots.delete_metadata(snap, ["nope"])
     c.volume_snapshots.delete(snap)
     c.volumes.delete(vol.id)
+
+
+def test_readonly_flag_makes_read_only_attachments(server: ApiServer) -> None:
+    """os-update_readonly_flag as cinderclient and openstack volume set --read-only send it: shown in the
+    volume's metadata (as Cinder does), every attachment read-only, unchangeable while attached."""
+    c = cinder(server, "bob")
+    vol = c.volumes.create(1, name="ro-vol", metadata={"tier": "gold"})
+    assert "readonly" not in c.volumes.get(vol.id).metadata  # not set: read-write, as in Cinder
+    c.volumes.update_readonly_flag(vol, True)
+    assert c.volumes.get(vol.id).metadata == {"tier": "gold", "readonly": "True"}
+    conn = sdk(server, "bob")
+    att = conn.block_storage.create_attachment(vol.id, connector={"platform": "x86_64"}, instance="inst-ro")
+    try:
+        assert att.connection_info["data"]["access_mode"] == "ro"
+        device = Path(att.connection_info["data"]["device_path"])
+        assert (Path("/sys/block") / device.name / "ro").read_text().strip() == "1"
+        with pytest.raises(cinder_exc.BadRequest, match="attached"):
+            c.volumes.update_readonly_flag(vol, False)
+    finally:
+        conn.block_storage.delete_attachment(att)
+    cli(server, "bob", "openstack", "volume", "set", "--read-write", "ro-vol")
+    assert c.volumes.get(vol.id).metadata["readonly"] == "False"
+    att = conn.block_storage.create_attachment(vol.id, connector={"platform": "x86_64"})
+    assert att.connection_info["data"]["access_mode"] == "rw"
+    conn.block_storage.delete_attachment(att)
+    cli(server, "bob", "openstack", "volume", "set", "--read-only", "ro-vol")
+    assert c.volumes.get(vol.id).metadata["readonly"] == "True"
+    with pytest.raises(cinder_exc.BadRequest, match="readonly"):
+        c.volumes._action("os-update_readonly_flag", vol, {})
+    c.volumes.delete(vol.id)
+
+
+def test_backups_and_transfers_are_not_offered(server: ApiServer) -> None:
+    """Listings are empty (dashboards list them beside volumes); creating one says what to use instead."""
+    c = cinder(server, "bob", "3.55")
+    assert c.backups.list() == [] and c.transfers.list() == []
+    assert cli(server, "bob", "openstack", "volume", "backup", "list", "-f", "json").stdout.strip() == "[]"
+    vol = c.volumes.create(1, name="kept")
+    with pytest.raises(cinder_exc.BadRequest, match="snapshot"):
+        c.backups.create(vol.id)
+    refused = cli(server, "bob", "openstack", "volume", "transfer", "request", "create", "kept", check=False)
+    assert refused.returncode != 0 and "offers no transfers" in refused.stderr
+    c.volumes.delete(vol.id)
