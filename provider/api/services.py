@@ -24,6 +24,7 @@ from __future__ import annotations
 SERVICE_MODULES: tuple[str, ...] = (
     "provider.api.root",
     "provider.api.identity",
+    "provider.api.identity_admin",
     "provider.api.images",
     "provider.api.imports",
     "provider.api.swift",

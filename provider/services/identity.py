@@ -263,6 +263,21 @@ class IdentityService(Service):
             for u in users
         ]
 
+    def find_users(self, name: str | None = None) -> list[User]:
+        """Keystone's user listing (``?name=`` filters): for admins only, as Keystone's default policy."""
+        if not self.caller.admin:
+            raise PermissionDenied(reason="only an admin may list users")
+        return [u for u in self.list_users() if name in (None, u.name)]
+
+    def show_user(self, ref: str) -> User:
+        """A user by id or name: one's own, or any to an admin (others are 403, found or not, as Keystone)."""
+        found = next((u for u in self.list_users() if ref in (u.id, u.name)), None)
+        if not self.caller.admin and (found is None or found.name != self.caller.user):
+            raise PermissionDenied(reason="only an admin may read another user")
+        if found is None:
+            raise NotFound(what="user", ref=ref)
+        return found
+
     def delete_user(self, ref: str) -> None:
         """Delete the user, its role assignments and every token it holds (revoked at once)."""
         self._require_admin()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -220,3 +221,28 @@ def test_projects_as_clients_resolve_them(api_server: ApiServer, tmp_path: Path)
     )
     assert [p["ID"] for p in mine] == ["beta"]
     api_server.run_cli("alice", "openstack", "image", "delete", image_id)
+
+
+def test_directory_as_openstack_client_reads_it(api_server: ApiServer) -> None:
+    """openstack user|role|domain list|show and role assignment list: admins read the directory, a member
+    reads itself and its own assignments, and is refused the rest (403, as Keystone's default policy)."""
+
+    def table(user: str, *args: str) -> list[dict[str, Any]]:
+        return list(json.loads(api_server.run_cli(user, "openstack", *args, "-f", "json").stdout))
+
+    users = {u["Name"] for u in table("admin", "user", "list")}
+    assert {"alice", "bob", "admin"} <= users
+    shown = json.loads(api_server.run_cli("alice", "openstack", "user", "show", "alice", "-f", "json").stdout)
+    assert (shown["name"], shown["default_project_id"], shown["domain_id"]) == ("alice", "alpha", "default")
+    assert [r["Name"] for r in table("alice", "role", "list")] == ["admin", "member", "reader"]
+    assert [d["Name"] for d in table("alice", "domain", "list")] == ["Default"]
+    mine = table("alice", "role", "assignment", "list", "--user", "alice", "--names")
+    assert [(a["Role"], a["User"], a["Project"]) for a in mine] == [
+        ("member", "alice@Default", "alpha@Default")
+    ]
+    everyone = table("admin", "role", "assignment", "list", "--project", "alpha", "--names")
+    assert ("reader", "carol@Default") in {(a["Role"], a["User"]) for a in everyone}
+    assert all(a["Project"] == "alpha@Default" for a in everyone)
+    for args in (("user", "list"), ("user", "show", "bob"), ("role", "assignment", "list")):
+        refused = api_server.run_cli("alice", "openstack", *args, check=False)
+        assert refused.returncode != 0 and "403" in refused.stderr, args
