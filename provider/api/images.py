@@ -7,7 +7,7 @@ delete), ``/v2/images/{id}/file`` (streamed upload and download), ``…/actions/
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any
 
 import falcon
 
@@ -90,6 +90,9 @@ class ImageFile:
         store = self.api.store_for(req)
         limit = self.api.config.api.max_image_size
         stream, declared = image_body(req, limit)
+        if _nothing_for_its_object(store, image_id, stream, declared):
+            resp.status = 204
+            return
         if store.glance_imports.upload_converted(image_id, stream, declared, limit):
             self.api.wake_imports()  # qcow2 and the like: staged, then converted by the import workers
             resp.status = 204
@@ -110,6 +113,18 @@ class ImageFile:
         if data.checksum:
             resp.set_header("Content-MD5", data.checksum)
         resp.stream = data.stream
+
+
+def _nothing_for_its_object(store: Store, image_id: str, stream: IO[bytes], declared: int | None) -> bool:
+    """An empty upload to the caller's image that was registered from its object (same id, active at
+    once): the data is there and nothing changes. The glance and openstack CLIs upload their standard
+    input when it is no terminal (``openstack image create --id OBJECT_ID … < /dev/null``, a script):
+    Glance would make a 0-byte image; here the object stays the image's data. Any byte is refused (409)."""
+    rec = store.glance.show(image_id)
+    mine = store.caller.admin or rec.owner == store.caller.name
+    if not (mine and rec.has_object and rec.status == "active" and not rec.queued):
+        return False
+    return declared == 0 or (declared is None and not stream.read(1))
 
 
 class Action:

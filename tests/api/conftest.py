@@ -110,10 +110,17 @@ class ApiServer:
         return str(token)
 
     def run_cli(
-        self, user: str, tool: str, *args: str, check: bool = True, env: dict[str, str] | None = None
+        self,
+        user: str,
+        tool: str,
+        *args: str,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """An OpenStack command line (``openstack``, ``cinder``, ``glance``) of the venv, authenticated as
-        ``user`` by password on its project; ``env`` adds variables (an API version)."""
+        ``user`` by password on its project; ``env`` adds variables (an API version); ``input`` is its
+        standard input (a pipe, as in a script: no terminal)."""
         environ = {
             **os.environ,
             "OS_AUTH_URL": self.auth_url,
@@ -126,7 +133,9 @@ class ApiServer:
             **(env or {}),
         }
         exe = Path(sys.executable).with_name(tool)
-        proc = subprocess.run([str(exe), *args], env=environ, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [str(exe), *args], env=environ, capture_output=True, text=True, timeout=600, input=input
+        )
         if check:
             assert proc.returncode == 0, f"{tool} {' '.join(args)}: {proc.stderr[-2000:]}"
         return proc

@@ -66,3 +66,26 @@ def test_api_image_is_a_cli_resource(api_server: ApiServer, tmp_path: Path) -> N
     )
     assert vol["parent"] == image.id
     assert image.id in {i["id"] for i in env.json("image", "list", user="alpha")}
+
+
+def test_registering_an_object_by_id_from_a_script(api_server: ApiServer, tmp_path: Path) -> None:
+    """``openstack image create --id`` and ``glance image-create --id`` with the object's id, run with a
+    standard input that is no terminal (a script): the clients upload it (empty); the image is the object,
+    active with the object's size. A byte sent to that image is refused."""
+    env = api_server.env
+    disk = write_disk(tmp_path / "scripted.raw", 2 << 20)
+    for tool, name in (("openstack", "by-osc"), ("glance", "by-glance")):
+        made = env.json("object", "upload", f"images/{name}.raw", str(disk), user="alpha")
+        if tool == "openstack":
+            args = ("image", "create", "--id", made["id"], "--disk-format", "raw", name, "-f", "json")
+        else:
+            args = ("image-create", "--id", made["id"], "--name", name, "--disk-format", "raw",
+                    "--container-format", "bare")  # fmt: skip
+        api_server.run_cli("alice", tool, *args, input="")
+        gc = glance_client.Client(session=api_server.session("alice"))
+        shown = gc.images.get(made["id"])
+        assert (shown.status, shown.size, shown.name) == ("active", disk.stat().st_size, name)
+        assert b"".join(gc.images.data(made["id"])) == disk.read_bytes()
+    refused = api_server.run_cli("alice", "glance", "image-upload", made["id"], input="x", check=False)
+    assert refused.returncode != 0 and "uploaded only once" in refused.stderr
+    assert b"".join(gc.images.data(made["id"])) == disk.read_bytes()
