@@ -9,7 +9,9 @@ from sqlalchemy import text
 from provider.api.base import Api, send_json
 from provider.errors import AtollError
 
-IMAGE_VERSIONS = ("2.9", "2.8", "2.7", "2.6", "2.5", "2.4", "2.3", "2.2", "2.1", "2.0")
+# 2.12: the image tasks API (GET /v2/images/{id}/tasks), which glanceclient asks for by this version; not
+# 2.10/2.11 nor 2.13+, Glance's multi-store and cache additions (Glance too lists only what it serves).
+IMAGE_VERSIONS = ("2.12", "2.9", "2.8", "2.7", "2.6", "2.5", "2.4", "2.3", "2.2", "2.1", "2.0")
 
 
 def image_versions(base_url: str) -> dict[str, object]:

@@ -94,6 +94,9 @@ def test_glance_direct_qcow2_clones_and_customizes(server: ApiServer, built: tup
     gc.images.image_import(image.id, method="glance-direct")
     task = settle(server, image.id)
     assert (task["status"], task["result"]) == ("success", {"image_id": image.id})
+    (listed,) = gc.images.get_associated_image_tasks(image.id)["tasks"]  # glanceclient asks for v2.12
+    assert (listed["id"], listed["status"]) == (task["id"], "success")
+    assert "success" in server.run_cli("alice", "glance", "image-tasks", image.id).stdout
     shown = gc.images.get(image.id)
     raw = raw_path.read_bytes()
     assert (shown.status, shown.disk_format, shown.size, shown.virtual_size) == (
