@@ -194,7 +194,7 @@ class VolumeApiService(VolumeRecords):
                 vol = self.store.volumes.create(name, size_gib * GIB, src.id if src else None)
             origin: dict[str, Any] = {"image_id": image_ref, "snapshot_id": snapshot_id}
             origin["source_volid"] = source_volid
-            if src is not None and src.kind == "image":
+            if src is not None and image_ref is not None:  # an image or a snapshot, as Glance shows it
                 origin["image_meta"] = self._image_meta(src)
             self._set_view(vol.id, description=description, metadata=meta, origin=origin)
         return self.show(vol.id)

@@ -243,6 +243,7 @@ def test_image_volume_snapshot_image_workflow(server: ApiServer, guest_image: Pa
 
     # another volume, from the new image, uploaded to an image at once (snapshot + registration)
     second = c.volumes.create(2, imageRef=snap.id, name="web-2")
+    assert c.volumes.get(second.id).volume_image_metadata["image_name"] == "web-1-monday"
     _, body = second.upload_to_image(False, "web-2-golden", "bare", "raw")
     uploaded = body["os-volume_upload_image"]
     golden = server.session("alice").get(f"{image_url}/v2/images/{uploaded['image_id']}").json()
