@@ -14,7 +14,7 @@ import falcon
 from provider.api import image_schemas
 from provider.api.base import Api, image_body, read_json, send_json
 from provider.api.image_views import PATCH_TYPES, next_link, parse_patch, parse_query, render, split_create
-from provider.errors import InvalidInput
+from provider.errors import Conflict, InvalidInput
 from provider.services import Store
 from provider.services.imports_glance import IMPORT_METHODS
 from provider.services.streams import open_image_data
@@ -90,18 +90,19 @@ class ImageFile:
         store = self.api.store_for(req)
         limit = self.api.config.api.max_image_size
         stream, declared = image_body(req, limit)
-        if _nothing_for_its_object(store, image_id, stream, declared):
-            resp.status = 204
-            return
-        if store.glance_imports.upload_converted(image_id, stream, declared, limit):
-            self.api.wake_imports()  # qcow2 and the like: staged, then converted by the import workers
-            resp.status = 204
-            return
-        store.glance.upload(image_id, stream, declared, limit, defer_sha256=True)
+        resp.status = 204
+        try:
+            if store.glance_imports.upload_converted(image_id, stream, declared, limit):
+                self.api.wake_imports()  # qcow2 and the like: staged, then converted by the import workers
+                return
+            store.glance.upload(image_id, stream, declared, limit, defer_sha256=True)
+        except Conflict:  # raised before any byte is read: the image is not queued
+            if _nothing_for_its_object(store, image_id, stream, declared):
+                return
+            raise
         # md5 and sha512 (Glance's checksum and os_hash_value) came from the bytes received; the
         # resource's sha256 is read back from the store after the client has its answer
         self.api.later.run(store.scrub.record_digest, image_id)
-        resp.status = 204
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
         data = open_image_data(self.api.store_for(req), image_id)

@@ -124,6 +124,14 @@ def _args(data: dict[str, Any], action: str) -> dict[str, Any]:
     return args if isinstance(args, dict) else {}
 
 
+def _flag(data: dict[str, Any], action: str, key: str) -> bool:
+    """The true/false ``key`` of a flag action (``os-set_bootable``, ``os-update_readonly_flag``)."""
+    args = _args(data, action)
+    if key not in args:
+        raise InvalidInput("%(action)s needs %(key)s (true or false)", action=action, key=key)
+    return as_bool(args[key], key)
+
+
 class VolumeAction(VolumeResource):
     """``POST /volumes/{id}/action`` with one of ACTIONS."""
 
@@ -147,17 +155,11 @@ class VolumeAction(VolumeResource):
             self._upload(store, resp, volume_id, data["os-volume_upload_image"])
             return
         if "os-set_bootable" in data:
-            args = _args(data, "os-set_bootable")
-            if "bootable" not in args:
-                raise InvalidInput("os-set_bootable needs bootable (true or false)")
-            store.volume_api.set_bootable(volume_id, as_bool(args["bootable"], "bootable"))
+            store.volume_api.set_bootable(volume_id, _flag(data, "os-set_bootable", "bootable"))
             resp.status = 200
             return
         if "os-update_readonly_flag" in data:
-            args = _args(data, "os-update_readonly_flag")
-            if "readonly" not in args:
-                raise InvalidInput("os-update_readonly_flag needs readonly (true or false)")
-            store.volume_api.set_readonly(volume_id, as_bool(args["readonly"], "readonly"))
+            store.volume_api.set_readonly(volume_id, _flag(data, "os-update_readonly_flag", "readonly"))
             resp.status = 202
             return
         action = next(iter(data), "(none)")

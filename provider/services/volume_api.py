@@ -28,7 +28,7 @@ from provider.services.volume_api_model import (
     hostname_for,
     image_metadata,
 )
-from provider.services.volume_api_records import VolumeRecords
+from provider.services.volume_api_records import VolumeRecords, origin_json
 from provider.utils.host import new_id, now
 from provider.utils.names import UUID_RE, check_name, check_value
 from provider.utils.props import EXCLUDE_ALL_TASKS
@@ -192,8 +192,11 @@ class VolumeApiService(VolumeRecords):
                 vol = made
             else:
                 vol = self.store.volumes.create(name, size_gib * GIB, src.id if src else None)
-            origin: dict[str, Any] = {"image_id": image_ref, "snapshot_id": snapshot_id}
-            origin["source_volid"] = source_volid
+            origin: dict[str, Any] = {
+                "image_id": image_ref,
+                "snapshot_id": snapshot_id,
+                "source_volid": source_volid,
+            }
             if src is not None and image_ref is not None:  # an image or a snapshot, as Glance shows it
                 origin["image_meta"] = self._image_meta(src)
             self._set_view(vol.id, description=description, metadata=meta, origin=origin)
@@ -245,7 +248,7 @@ class VolumeApiService(VolumeRecords):
         if values.get("metadata") is not None:
             row["meta"] = json.dumps(values["metadata"], sort_keys=True)
         if values.get("origin") is not None:
-            row["origin"] = json.dumps({k: v for k, v in values["origin"].items() if v is not None})
+            row["origin"] = origin_json(values["origin"])
         if values.get("name") is not None:
             row["name"] = values["name"]
         if row:

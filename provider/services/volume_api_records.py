@@ -17,6 +17,12 @@ from provider.services.volume_api_attachments import attachments_of
 from provider.utils.names import UUID_RE
 
 
+def origin_json(origin: dict[str, Any]) -> str:
+    """The ``origin`` column: what is known of where the volume came from, and its flags (unset ones left
+    out, so that an unset flag keeps its default)."""
+    return json.dumps({k: v for k, v in origin.items() if v is not None})
+
+
 class VolumeRecords(Service):
     def project(self) -> str:
         return self.store.quotas.project()
@@ -71,9 +77,10 @@ class VolumeRecords(Service):
             if key == "readonly_flag" and attachments_of(conn, vol.id):
                 raise InvalidInput("volume %(id)s is attached: its read-only flag cannot change", id=vid)
             origin = {**self._origin(conn, vol), key: "true" if value else "false"}
-            row = json.dumps({k: v for k, v in origin.items() if v is not None})
             conn.execute(
-                update(t.volume_views).where(t.volume_views.c.resource_id == vol.id).values(origin=row)
+                update(t.volume_views)
+                .where(t.volume_views.c.resource_id == vol.id)
+                .values(origin=origin_json(origin))
             )
 
     def is_readonly(self, conn: Connection, vol: Resource) -> bool:
