@@ -27,4 +27,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test,postgresql]'
+# An editable install leaves the sources uncompiled; where PYTHONDONTWRITEBYTECODE is set, every atoll
+# command would compile them again (~0.2 s of each start). Compile them once here, as pip does for a wheel.
+.venv/bin/python -m compileall -q -j 0 provider customization atoll_common >/dev/null
 echo "atoll installed: $(.venv/bin/atoll --version)"

@@ -8,6 +8,7 @@ chunks straight into the backend and file downloads go out through ``wsgi.file_w
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 from typing import Any
 
@@ -58,6 +59,8 @@ class Server(BaseApplication):
         root = logging.getLogger()
         root.handlers[:] = [handler]
         root.setLevel(self.log_level.upper())
+        # Loaded before the first request (and before gc.freeze): volume creation customizes.
+        importlib.import_module("customization.engine")
         return create_app(self.atoll_config).app
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import click
-from tqdm import tqdm
 
 from provider import config as config_mod
 from provider.errors import AtollError
@@ -133,14 +132,14 @@ def print_resource(ctx: Context, data: dict[str, Any] | Resource) -> None:
     emit(ctx, data, table)
 
 
-# No tqdm monitor thread: a SIGTERM the kernel gave that thread would leave the main thread blocked in a
-# read of stdin, never running the handler that rolls the operation back.
-tqdm.monitor_interval = 0
-
-
 @contextmanager
 def progress(total: int | None, desc: str) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr (hidden when stderr is not a terminal)."""
+    from tqdm import tqdm  # here: a command without a progress bar starts without it
+
+    # No tqdm monitor thread: a SIGTERM the kernel gave that thread would leave the main thread blocked
+    # in a read of stdin, never running the handler that rolls the operation back.
+    tqdm.monitor_interval = 0
     with tqdm(
         total=total,
         desc=desc,

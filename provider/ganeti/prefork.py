@@ -39,9 +39,12 @@ from provider.ganeti import relay
 LOG = logging.getLogger(__name__)
 SERVED = ("provider.ganeti.extstorage", "provider.ganeti.osdef", "provider.ganeti.hooks")
 # What the verbs import on their full path: loaded before the first fork, shared by every child.
-PRELOAD = (*SERVED, "provider.services", "provider.services.customize", "provider.ganeti.fast")
+PRELOAD = (*SERVED, "provider.services", "customization.engine", "provider.ganeti.fast")
 # What they import on some stores only (rbd, a PostgreSQL catalog), where it is installed.
-PRELOAD_OPTIONAL = ("provider.backends.rbd", "provider.datapath.rbd", "provider.datapath.ceph", "psycopg")
+PRELOAD_OPTIONAL = (
+    *("provider.backends.rbd", "provider.datapath.rbd", "provider.datapath.ceph"),
+    *("psycopg", "sqlalchemy.dialects.postgresql"),
+)
 IDLE_SECONDS = 300.0
 NAMESPACES = relay.namespaces()  # the server's, and so its children's: callers must share them
 TICK_SECONDS = 5.0

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 
 from sqlalchemy import update
 
-from customization.engine import customize
 from customization.errors import CustomizationError
 from customization.params import InstanceParams
 from customization.report import Report, Status, TaskOutcome
@@ -56,6 +55,10 @@ class CustomizeService(Service):
         self.store.datapath.refuse_if_attached(vol, "customize it")
         props = self.properties(vol.id)
         disk = ""
+        # The engine is imported here, on first use: commands that only read or clone never load its
+        # tasks and guest filesystem drivers (the verb server preloads it for Ganeti's calls).
+        from customization.engine import customize
+
         try:
             with local_disk(self.store, vol.id, writable=True) as path:
                 disk = str(path)
@@ -109,6 +112,8 @@ class CustomizeService(Service):
     ) -> Report:
         """Apply ``properties``' tasks to the local disk ``path`` (a device or raw file the caller owns,
         e.g. Ganeti's instance disk); errors are the engine's own (AtollError subclasses)."""
+        from customization.engine import customize
+
         return customize(path, properties, params, on_progress=on_progress)
 
 

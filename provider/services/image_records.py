@@ -31,7 +31,6 @@ from sqlalchemy import (
     true,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 from provider.catalog import schema as t
 from provider.services.base import Caller
@@ -150,7 +149,9 @@ def _page(column: Any, dialect: str) -> ColumnElement[bool]:
     """``column`` is one of the page's ids, passed as one JSON array: an expanding IN of 1,000 ids
     cost more to render than the query took to run."""
     ids = bindparam("ids", type_=String)
-    if dialect == "postgresql":
+    if dialect == "postgresql":  # imported here: a SQLite catalog never loads the PostgreSQL dialect
+        from sqlalchemy.dialects.postgresql import JSONB
+
         return column.in_(select(func.jsonb_array_elements_text(cast(ids, JSONB))))
     return column.in_(select(literal_column("value")).select_from(func.json_each(ids)))
 
@@ -167,7 +168,7 @@ def _extras(dialect: str) -> CompoundSelect[Any]:
 
 
 # Built once per dialect: composing SQLAlchemy expressions costs more than running these queries.
-_EXTRAS = {name: _extras(name) for name in ("sqlite", "postgresql")}
+_EXTRAS: dict[str, CompoundSelect[Any]] = {}
 
 _COLUMNS = (
     *("resource_id", "name", "owner", "visibility", "status", "disk_format", "container_format"),
@@ -188,7 +189,9 @@ def records(conn: Connection, rows: Iterable[Any]) -> list[ImageRecord]:
         return out
     by_id = {r.id: r for r in out}
     page = {"ids": json.dumps(list(by_id))}
-    for rid, tag, member, status in conn.execute(_EXTRAS[conn.dialect.name], page):
+    dialect = conn.dialect.name
+    extras = _EXTRAS.get(dialect) or _EXTRAS.setdefault(dialect, _extras(dialect))
+    for rid, tag, member, status in conn.execute(extras, page):
         if tag is not None:
             by_id[rid].tags.append(tag)
         else:

@@ -36,18 +36,25 @@ from tests.images import build
 PREFIX = "atoll-kvm-"
 PASSWORD = "kvm-Test-passw0rd"
 SIZE_MIB = 2048
+GROWN = ("reflink", "qcow2")  # the backends whose instance disk grow-disk grows, running and stopped
 pytestmark = pytest.mark.slow
 
 
 @dataclass
 class KvmEnv:
+    backend: str
     store_env: StoreEnv
     cluster: Cluster
     hvparams: str
 
-    def volume(self) -> Resource:
+    def volume(self, instance: str | None = None) -> Resource:
+        """The one Ganeti disk in the store (of ``instance``, when several instances have one)."""
         (vol,) = [
-            v for v in self.store_env.open().volumes.list() if v.volume and v.volume.ganeti.get("VOL_NAME")
+            v
+            for v in self.store_env.open().volumes.list()
+            if v.volume
+            and v.volume.ganeti.get("VOL_NAME")
+            and instance in (None, v.volume.ganeti.get("instance"))
         ]
         return vol
 
@@ -109,7 +116,7 @@ def kvm_env(
         "kernel_args=rw quiet systemd.show_status=false"  # little to print on a 38400 baud console
     )
     try:
-        yield KvmEnv(env, cluster, hvparams)
+        yield KvmEnv(backend, env, cluster, hvparams)
     finally:
         for name in cluster.instances():
             if name.startswith(PREFIX):
@@ -130,11 +137,65 @@ def qemu_cmdline(name: str) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
-@pytest.mark.parametrize("access", ["kernelspace", "userspace"])
-def test_instance_boots_from_a_customized_clone(kvm_env: KvmEnv, access: str) -> None:
-    name = f"{PREFIX}{access[:4]}"
-    kvm_env.add(name, access)
-    vol = kvm_env.volume()
+def test_instances_boot_from_customized_clones_through_both_access_paths(kvm_env: KvmEnv) -> None:
+    """One instance whose QEMU opens the block device line (access=kernelspace) and one that opens the
+    ``kvm:`` URI (access=userspace); both guests boot at the same time, one TCG vCPU on each core. On the
+    file backends the first one's disk then grows twice: running, and stopped before its next boot."""
+    names = {access: f"{PREFIX}{access[:4]}" for access in ("kernelspace", "userspace")}
+    for access, name in names.items():
+        kvm_env.add(name, access)
+    store = kvm_env.store_env.open()
+    vols = {access: kvm_env.volume(name) for access, name in names.items()}
+    for access, name in names.items():
+        _check_disk(kvm_env, name, access, vols[access])
+    for access in ("userspace", "kernelspace"):
+        name = names[access]
+        with Console(name) as console:
+            console.login(name, PASSWORD)  # the prompt carries the customized host name
+            assert console.run("hostname").strip() == name
+            root_kib = int(console.run("df -k --output=size / | tail -n 1").strip())
+            assert root_kib > (SIZE_MIB - 200) << 10  # the root filesystem was grown to the disk
+            if access == "kernelspace" and kvm_env.backend in GROWN:
+                _grow_running(kvm_env, name, console)
+        if access == "kernelspace" and kvm_env.backend in GROWN:
+            _grow_stopped_then_boot(kvm_env, name)
+        kvm_env.cluster.remove_instance(name)
+    assert {v.id for v in store.volumes.list()}.isdisjoint(v.id for v in vols.values())
+
+
+def _grow_running(kvm_env: KvmEnv, name: str, console: Console) -> None:
+    """``gnt-instance grow-disk`` of a running instance: QEMU is told and the guest sees the new size."""
+    before = int(console.run("cat /sys/block/vda/size").strip())
+    assert before == (SIZE_MIB << 20) // 512
+    kvm_env.cluster.gnt("gnt-instance", "grow-disk", name, "0", "512M")
+    grown = str(((SIZE_MIB + 512) << 20) // 512)
+    for _ in range(30):  # the guest kernel picks up virtio-blk's config change
+        if console.run("cat /sys/block/vda/size").strip() == grown:
+            break
+        time.sleep(2)
+    assert console.run("cat /sys/block/vda/size").strip() == grown
+    console.run("sync")
+    assert kvm_env.volume(name).size == (SIZE_MIB + 512) << 20
+
+
+def _grow_stopped_then_boot(kvm_env: KvmEnv, name: str) -> None:
+    """Stopped: the disk grows and the hook grows the root partition and filesystem before the next boot.
+    The test image does not act on ACPI power-off, so Ganeti's default stop would wait its whole 2-minute
+    shutdown timeout before the kill; stop at once instead (the guest's writes are synced and the
+    customization replays the ext4 journal before it resizes)."""
+    cluster = kvm_env.cluster
+    cluster.gnt("gnt-instance", "stop", "--timeout=0", name)
+    cluster.gnt("gnt-instance", "grow-disk", name, "0", "512M")
+    cluster.gnt("gnt-instance", "start", name)
+    with Console(name) as console:
+        console.login(name, PASSWORD)
+        root_kib = int(console.run("df -k --output=size / | tail -n 1").strip())
+        assert root_kib > (SIZE_MIB + 1024 - 200) << 10
+        assert console.run("cat /sys/block/vda/size").strip() == str(((SIZE_MIB + 1024) << 20) // 512)
+
+
+def _check_disk(kvm_env: KvmEnv, name: str, access: str, vol: Resource) -> None:
+    """``vol`` is a clone of the image, attached on the node with ``access``, and QEMU opened it so."""
     store = kvm_env.store_env.open()
     assert vol.parent == store.images.show("bootable").id and vol.size == SIZE_MIB << 20
     # recorded under the node's name (Ganeti runs in the cluster's UTS namespace, not under this host's)
@@ -147,13 +208,6 @@ def test_instance_boots_from_a_customized_clone(kvm_env: KvmEnv, access: str) ->
         assert f"file={link}," in cmdline and os.path.realpath(link) == att.device
     else:
         assert att.uri and f"file={att.uri}," in cmdline  # Ganeti used the kvm: line
-    with Console(name) as console:
-        console.login(name, PASSWORD)  # the prompt carries the customized host name
-        assert console.run("hostname").strip() == name
-        root_kib = int(console.run("df -k --output=size / | tail -n 1").strip())
-        assert root_kib > (SIZE_MIB - 200) << 10  # the root filesystem was grown to the disk
-    kvm_env.cluster.remove_instance(name)
-    assert [v for v in store.volumes.list() if v.id == vol.id] == []
 
 
 @pytest.mark.parametrize("kvm_env", ["rbd"], indirect=True)
@@ -189,46 +243,13 @@ def test_reinstall_of_an_rbd_instance_reclones_and_boots(kvm_env: KvmEnv) -> Non
     assert not backend.exists(after.locator)
 
 
-@pytest.mark.parametrize("kvm_env", ["reflink", "qcow2"], indirect=True)
-def test_grow_disk_reaches_the_running_guest_and_the_root_grows_at_next_boot(kvm_env: KvmEnv) -> None:
-    name, cluster = f"{PREFIX}grow", kvm_env.cluster
-    kvm_env.add(name, "kernelspace")
-    with Console(name) as console:
-        console.login(name, PASSWORD)
-        before = int(console.run("cat /sys/block/vda/size").strip())
-        assert before == (SIZE_MIB << 20) // 512
-        cluster.gnt("gnt-instance", "grow-disk", name, "0", "512M")  # running: QEMU is told
-        grown = str(((SIZE_MIB + 512) << 20) // 512)
-        for _ in range(30):  # the guest kernel picks up virtio-blk's config change
-            if console.run("cat /sys/block/vda/size").strip() == grown:
-                break
-            time.sleep(2)
-        assert console.run("cat /sys/block/vda/size").strip() == grown
-        console.run("sync")
-    assert kvm_env.volume().size == (SIZE_MIB + 512) << 20
-    # stopped: the disk grows and the hook grows the root partition and filesystem before the next boot.
-    # The test image does not act on ACPI power-off, so Ganeti's default stop would wait its whole
-    # 2-minute shutdown timeout before the kill; stop at once instead (the guest's writes are synced and
-    # the customization replays the ext4 journal before it resizes).
-    cluster.gnt("gnt-instance", "stop", "--timeout=0", name)
-    cluster.gnt("gnt-instance", "grow-disk", name, "0", "512M")
-    cluster.gnt("gnt-instance", "start", name)
-    with Console(name) as console:
-        console.login(name, PASSWORD)
-        root_kib = int(console.run("df -k --output=size / | tail -n 1").strip())
-        assert root_kib > (SIZE_MIB + 1024 - 200) << 10
-        assert console.run("cat /sys/block/vda/size").strip() == str(((SIZE_MIB + 1024) << 20) // 512)
-    cluster.remove_instance(name)
-
-
 @pytest.mark.parametrize("kvm_env", ["reflink"], indirect=True)
 def test_backup_export_then_import_gives_a_booting_instance(kvm_env: KvmEnv) -> None:
     """``gnt-backup export`` streams the disk through the OS definition's ``export``; ``gnt-backup import``
     creates an empty Atoll volume and the OS ``import`` writes the dump onto it (the zeros of the dump
     are not written: the new volume allocates about what the exported one did); the new instance boots."""
     name, copy, cluster = f"{PREFIX}exp", f"{PREFIX}imp", kvm_env.cluster
-    kvm_env.add(name, "kernelspace")
-    cluster.gnt("gnt-instance", "stop", "--timeout=0", name)
+    kvm_env.add(name, "kernelspace", start=False)  # the OS create customized the disk: no boot needed
     cluster.gnt("gnt-backup", "export", "-n", cluster.node, name, timeout=1200)
     cluster.remove_instance(name)
     cluster.remove_instance(copy)

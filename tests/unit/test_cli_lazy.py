@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -62,3 +65,24 @@ def test_lite_catalog_creates_nothing_and_skips_old_schemas(tmp_path: Path) -> N
     for url in ("sqlite://", "sqlite:///x.db?timeout=3", "mysql://h/db"):
         with lite.transaction(url) as db:
             assert db is None
+
+
+def test_a_listing_loads_neither_the_engine_nor_the_progress_bar_nor_the_postgresql_dialect(
+    tmp_path: Path,
+) -> None:
+    """Every ``atoll`` start pays for what it imports: a command that only reads a SQLite catalog does
+    not load the customization engine, tqdm or SQLAlchemy's PostgreSQL dialect (counted, not timed)."""
+    config = tmp_path / "atoll.yaml"
+    config.write_text(f"store:\n  path: {tmp_path / 'store'}\n")
+    env = {**os.environ, "ATOLL_CONFIG": str(config), "PYTHONPROFILEIMPORTTIME": "1"}
+    for args in (["init"], ["volume", "list"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "provider", *args], env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = {
+        line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")
+    }
+    assert "sqlalchemy" in loaded and "provider.services" in loaded  # the measurement sees the catalog
+    unwanted = ("customization.engine", "tqdm", "sqlalchemy.dialects.postgresql")
+    assert sorted(m for m in loaded if m.startswith(unwanted)) == []
