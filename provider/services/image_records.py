@@ -190,7 +190,9 @@ def records(conn: Connection, rows: Iterable[Any]) -> list[ImageRecord]:
     by_id = {r.id: r for r in out}
     page = {"ids": json.dumps(list(by_id))}
     dialect = conn.dialect.name
-    extras = _EXTRAS.get(dialect) or _EXTRAS.setdefault(dialect, _extras(dialect))
+    extras = _EXTRAS.get(dialect)  # a clause has no truth value: compare with None
+    if extras is None:
+        extras = _EXTRAS[dialect] = _extras(dialect)
     for rid, tag, member, status in conn.execute(extras, page):
         if tag is not None:
             by_id[rid].tags.append(tag)
