@@ -21,7 +21,7 @@ from provider.api.body import fast_body
 from provider.api.later import Later
 from provider.api.services import SERVICE_MODULES
 from provider.config import Config
-from provider.errors import AtollError, AuthenticationFailed, InvalidInput
+from provider.errors import AtollError, AuthenticationFailed, InvalidInput, PermissionDenied
 from provider.services import Caller, Store
 
 LOG = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ class Api:
         self.config = config
         self.catalog_entries: list[CatalogEntry] = []
         self.public: dict[int, frozenset[str]] = {}  # id(resource) -> methods that need no token
+        self.signed: dict[int, Signed] = {}  # id(resource) -> who a request signed without a token acts as
+        self.reader_writes: set[int] = set()  # id(resource) whose writes the reader role may send
         self._store: Store | None = None
         self._lock = threading.Lock()
         self.later = Later()  # work left for after an answer (per worker process)
@@ -82,12 +84,25 @@ class Api:
         return self.store.for_caller(caller)
 
     def route(
-        self, template: str, resource: object, *, public: tuple[str, ...] | bool = (), **kw: Any
+        self,
+        template: str,
+        resource: object,
+        *,
+        public: tuple[str, ...] | bool = (),
+        signed: Signed | None = None,
+        reader_writes: bool = False,
+        **kw: Any,
     ) -> None:
-        """Add ``resource`` at ``template``; methods in ``public`` (True: all) need no token."""
+        """Add ``resource`` at ``template``; methods in ``public`` (True: all) need no token,
+        ``signed`` authorizes a request that carries a signature instead (None: it carries none), and
+        ``reader_writes`` lets a token with only the reader role write there (its own token's revocation)."""
         methods = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE") if public is True else public
         if methods:
             self.public[id(resource)] = frozenset(methods or ())
+        if signed is not None:
+            self.signed[id(resource)] = signed
+        if reader_writes:
+            self.reader_writes.add(id(resource))
         self.app.add_route(template, resource, **kw)
 
     def catalog_entry(self, type_: str, name: str, path: str) -> None:
@@ -115,6 +130,10 @@ class Api:
         return out
 
 
+# Authorizes a request by a signature in it (a Swift temporary URL): its caller, or None when unsigned.
+Signed = Callable[[falcon.Request, dict[str, Any]], Caller | None]
+
+
 class _Middleware:
     """Request ids on every response and log line; authentication by ``X-Auth-Token``."""
 
@@ -128,6 +147,13 @@ class _Middleware:
         req.context.caller = None
         resp.set_header("X-Openstack-Request-Id", rid)
 
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, succeeded: bool
+    ) -> None:
+        finish = req.context.get("finish")
+        if finish is not None and succeeded:
+            finish(req, resp)
+
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
     ) -> None:
@@ -136,11 +162,30 @@ class _Middleware:
         if req.method in self.api.public.get(id(resource), ()):
             return
         token = req.get_header("X-Auth-Token")
+        signed = self.api.signed.get(id(resource))
+        if not token and signed is not None:
+            req.context.caller = signed(req, params)
+            if req.context.caller is not None:
+                return
         if not token:
             raise AuthenticationFailed(reason="this request needs an X-Auth-Token")
         info = self.api.store.identity.validate(token)
         req.context.token = info
         req.context.caller = info.caller()
+        if (
+            req.method in WRITES
+            and read_only(req.context.caller)
+            and id(resource) not in self.api.reader_writes
+        ):
+            raise PermissionDenied(reason="the reader role may not change anything")
+
+
+WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE", "COPY"))
+
+
+def read_only(caller: Caller) -> bool:
+    """A caller whose roles allow reading only (``reader``, without ``member`` or ``admin``)."""
+    return not {"admin", "member"} & set(caller.effective_roles)
 
 
 def image_body(req: falcon.Request, limit: int) -> tuple[IO[bytes], int | None]:

@@ -201,7 +201,7 @@ class ProjectOne:
 def register(api: Api) -> None:
     api.catalog_entry("identity", "keystone", "/v3")
     api.route("/v3", Version(api), public=True)
-    api.route("/v3/auth/tokens", Tokens(api), public=("POST",))
+    api.route("/v3/auth/tokens", Tokens(api), public=("POST",), reader_writes=True)
     api.route("/v3/auth/catalog", Catalog(api))
     api.route("/v3/auth/projects", Projects(api, mine=True))
     api.route("/v3/projects", Projects(api, mine=False))

@@ -10,9 +10,11 @@ from __future__ import annotations
 import gc
 import importlib
 import logging
+import re
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from provider.api.base import RequestIdFilter, create_app
 from provider.config import Config
@@ -43,6 +45,7 @@ class Server(BaseApplication):
             "proc_name": "atoll-serve",
             "limit_request_field_size": 16384,
             "post_worker_init": _freeze_loaded,
+            "logger_class": AccessLogger,
         }
         if "control_socket_disable" in self.cfg.settings:
             # One shared ~/.gunicorn/gunicorn.ctl would clash between servers on one host.
@@ -62,6 +65,20 @@ class Server(BaseApplication):
         # Loaded before the first request (and before gc.freeze): volume creation customizes.
         importlib.import_module("customization.engine")
         return create_app(self.atoll_config).app
+
+
+class AccessLogger(Logger):
+    """Gunicorn's logger with the signature of a temporary URL masked: it is a credential."""
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "q"):
+            if isinstance(atoms.get(key), str) and "sig=" in atoms[key]:
+                atoms[key] = _SIGNATURE.sub(r"\1***", atoms[key])
+        return atoms
+
+
+_SIGNATURE = re.compile(r"((?:temp_url_sig|swiftinfo_sig)=)[^&\s]*")
 
 
 def _freeze_loaded(worker: Any) -> None:

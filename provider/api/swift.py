@@ -6,11 +6,15 @@ protocol) in :mod:`provider.api.swift_objects`. An account is a project: ``/v1/A
 
 from __future__ import annotations
 
+import functools
+
 import falcon
 
-from provider.api.base import Api, send_json
+from provider.api import swift_tempurl
+from provider.api.base import Api, read_only, send_json
 from provider.api.swift_containers import ContainerResource
 from provider.api.swift_http import (
+    caller,
     listing_format,
     meta_headers,
     page,
@@ -19,7 +23,8 @@ from provider.api.swift_http import (
     set_meta_headers,
 )
 from provider.api.swift_objects import ObjectResource
-from provider.errors import AuthenticationFailed
+from provider.errors import AtollError, AuthenticationFailed
+from provider.services import Caller
 from provider.services.containers import MAX_LISTING
 from provider.utils.blockhash import BLOCK_HASH, BLOCK_SIZE
 from provider.utils.names import MAX_VALUE
@@ -70,6 +75,12 @@ class Info:
                     "max_meta_value_length": MAX_VALUE,
                     "strict_cors_mode": True,
                 },
+                "tempurl": {
+                    "methods": list(swift_tempurl.METHODS),
+                    "allowed_digests": list(swift_tempurl.DIGESTS),
+                    "incoming_remove_headers": [],
+                    "outgoing_remove_headers": [],
+                },
                 "atoll": {
                     "copy": "thin clone (no data copied)",
                     "hashmap": {"block_size": BLOCK_SIZE, "block_hash": BLOCK_HASH},
@@ -89,7 +100,10 @@ class AccountResource:
         resp.set_header("X-Account-Container-Count", str(len(containers)))
         resp.set_header("X-Account-Object-Count", str(sum(c.count for c in containers)))
         resp.set_header("X-Account-Bytes-Used", str(sum(c.bytes for c in containers)))
-        set_meta_headers(resp, "Account", self.api.store_for(req).containers.account_meta(account))
+        meta = self.api.store_for(req).containers.account_meta(account)
+        if read_only(caller(req)):  # a Temp-URL-Key signs writes: not for a token that may only read
+            meta = {k: v for k, v in meta.items() if k not in swift_tempurl.KEYS}
+        set_meta_headers(resp, "Account", meta)
         resp.status = falcon.HTTP_204
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, account: str) -> None:
@@ -111,4 +125,23 @@ def register(api: Api) -> None:
     api.route("/info", Info(api), public=True)
     api.route("/v1/AUTH_{account}", AccountResource(api))
     api.route("/v1/AUTH_{account}/{container}", ContainerResource(api))
-    api.route("/v1/AUTH_{account}/{container}/{name:path}", ObjectResource(api))
+    api.route(
+        "/v1/AUTH_{account}/{container}/{name:path}",
+        ObjectResource(api),
+        signed=functools.partial(swift_tempurl.authorize, keys=_temp_url_keys(api)),
+    )
+
+
+def _temp_url_keys(api: Api) -> swift_tempurl.AccountKeys:
+    def keys(account: str) -> list[str]:
+        """The account's Temp-URL-Keys; none once its project is gone or disabled."""
+        store = api.store.for_caller(Caller(name=account))
+        try:
+            if not store.identity.show_project(account).enabled:
+                return []
+        except AtollError:
+            return []
+        meta = store.containers.account_meta(account)
+        return [meta[k] for k in swift_tempurl.KEYS if meta.get(k)]
+
+    return keys
