@@ -174,18 +174,13 @@ class _Middleware:
         req.context.caller = info.caller()
         if (
             req.method in WRITES
-            and read_only(req.context.caller)
+            and req.context.caller.read_only
             and id(resource) not in self.api.reader_writes
         ):
             raise PermissionDenied(reason="the reader role may not change anything")
 
 
 WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE", "COPY"))
-
-
-def read_only(caller: Caller) -> bool:
-    """A caller whose roles allow reading only (``reader``, without ``member`` or ``admin``)."""
-    return not {"admin", "member"} & set(caller.effective_roles)
 
 
 def image_body(req: falcon.Request, limit: int) -> tuple[IO[bytes], int | None]:

@@ -11,7 +11,7 @@ import functools
 import falcon
 
 from provider.api import swift_tempurl
-from provider.api.base import Api, read_only, send_json
+from provider.api.base import Api, send_json
 from provider.api.swift_containers import ContainerResource
 from provider.api.swift_http import (
     caller,
@@ -101,7 +101,7 @@ class AccountResource:
         resp.set_header("X-Account-Object-Count", str(sum(c.count for c in containers)))
         resp.set_header("X-Account-Bytes-Used", str(sum(c.bytes for c in containers)))
         meta = self.api.store_for(req).containers.account_meta(account)
-        if read_only(caller(req)):  # a Temp-URL-Key signs writes: not for a token that may only read
+        if caller(req).read_only:  # a Temp-URL-Key signs writes: not for a token that may only read
             meta = {k: v for k, v in meta.items() if k not in swift_tempurl.KEYS}
         set_meta_headers(resp, "Account", meta)
         resp.status = falcon.HTTP_204

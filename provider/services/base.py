@@ -71,6 +71,11 @@ class Caller:
             return self.roles
         return ("admin",) if self.admin else ("member",)
 
+    @property
+    def read_only(self) -> bool:
+        """Its roles allow reading only (``reader``, without ``member`` or ``admin``)."""
+        return not {"admin", "member"} & set(self.effective_roles)
+
 
 class Service:
     def __init__(self, store: Store) -> None:

@@ -42,9 +42,7 @@ MEMBER_STATUSES = ("pending", "accepted", "rejected")
 class GlanceService(Service):
     # ---- access ----------------------------------------------------------------------------------
     def _writer(self) -> None:
-        if "reader" in self.caller.effective_roles and not {"admin", "member"} & set(
-            self.caller.effective_roles
-        ):
+        if self.caller.read_only:
             raise PermissionDenied(reason="the reader role may not change anything")
 
     def record(self, conn: Connection, image_id: str) -> ImageRecord:

@@ -34,10 +34,7 @@ CHUNK = 1 << 20
 class GlanceImportService(Service):
     def _owned_queued(self, image_id: str, statuses: tuple[str, ...]) -> ImageRecord:
         rec = self.store.glance.show(image_id)
-        roles = self.caller.effective_roles
-        if not (self.caller.admin or rec.owner == self.caller.name) or (
-            "reader" in roles and not {"admin", "member"} & set(roles)
-        ):
+        if not (self.caller.admin or rec.owner == self.caller.name) or self.caller.read_only:
             raise PermissionDenied(reason=f"image {image_id} belongs to project {rec.owner}")
         if not rec.queued or rec.status not in statuses:
             raise Conflict(
